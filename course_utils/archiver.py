@@ -1,0 +1,187 @@
+"""Model archives (.mar): TorchScript export, the real torch-model-archiver, and
+running a handler in-process before archiving it."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from .paths import HANDLERS_DIR
+from .tools import tool, tool_env
+
+
+@dataclass(frozen=True)
+class Archive:
+    """A .mar file and the exact command that built it."""
+
+    path: Path
+    command: list[str]
+
+    @property
+    def command_line(self) -> str:
+        """The command as you would type it in a terminal."""
+        return shlex.join(self.command)
+
+
+def handler_file(name: str) -> Path:
+    """Path of one of the course's reference handlers, e.g. handler_file("churn_handler").
+
+    Introduced in 02_handlers.
+    """
+    path = HANDLERS_DIR / f"{name.removesuffix('.py')}.py"
+    if not path.exists():
+        known = sorted(p.stem for p in HANDLERS_DIR.glob("*.py"))
+        raise FileNotFoundError(f"no course handler named {name!r}; known handlers: {known}")
+    return path
+
+
+def save_torchscript(model: torch.nn.Module, path: Path, example: torch.Tensor | None = None) -> Path:
+    """Save `model` as TorchScript: scripted, or traced when an `example` input is given.
+
+    Introduced in 03_archiving_and_deployment.
+    """
+    model.eval()
+    scripted = torch.jit.trace(model, example) if example is not None else torch.jit.script(model)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scripted.save(str(path))
+    return path
+
+
+def write_index_to_name(mapping: dict[str, str], folder: Path) -> Path:
+    """Write the class-index -> name file that TorchServe's BaseHandler loads as self.mapping.
+
+    Introduced in 02_handlers.
+    """
+    if not all(isinstance(k, str) and k.isdigit() for k in mapping):
+        raise ValueError(f"index_to_name keys must be strings of class indices like '0', got {list(mapping)}")
+    path = Path(folder) / "index_to_name.json"
+    path.write_text(json.dumps(mapping, indent=2))
+    return path
+
+
+def archive_command(model_name: str, serialized_file: Path, handler: Path, export_path: Path,
+                    extra_files: Sequence[Path] = (), version: str = "1.0",
+                    config_file: Path | None = None) -> list[str]:
+    """The torch-model-archiver command line for these files (nothing is run).
+
+    Introduced in 03_archiving_and_deployment.
+    """
+    command = ["torch-model-archiver", "--model-name", model_name, "--version", version,
+               "--serialized-file", str(serialized_file), "--handler", str(handler),
+               "--export-path", str(export_path), "--force"]
+    if extra_files:
+        command += ["--extra-files", ",".join(str(f) for f in extra_files)]
+    if config_file is not None:
+        command += ["--config-file", str(config_file)]
+    return command
+
+
+def archive_model(model_name: str, serialized_file: Path, handler: Path, export_path: Path,
+                  extra_files: Sequence[Path] = (), version: str = "1.0",
+                  config_file: Path | None = None) -> Archive:
+    """Run the real torch-model-archiver and return the .mar path with the command used.
+
+    Every input file is checked first, so a typo gives a clear message instead of
+    the archiver's traceback. Introduced in 03_archiving_and_deployment.
+    """
+    for label, path in [("serialized_file", serialized_file), ("handler", handler),
+                        *[("extra file", f) for f in extra_files],
+                        *([("config_file", config_file)] if config_file else [])]:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{label} {path} does not exist; write it before archiving")
+    if "," in "".join(str(f) for f in extra_files):
+        raise ValueError("extra file paths must not contain commas (the archiver splits on them)")
+    export_path = Path(export_path)
+    export_path.mkdir(parents=True, exist_ok=True)
+    command = archive_command(model_name, serialized_file, handler, export_path, extra_files, version, config_file)
+    result = subprocess.run([tool(command[0]), *command[1:]], capture_output=True, text=True, env=tool_env())
+    if result.returncode != 0:
+        raise RuntimeError(f"torch-model-archiver failed (exit {result.returncode}):\n"
+                           f"{result.stderr.strip() or result.stdout.strip()}\ncommand: {shlex.join(command)}")
+    return Archive(export_path / f"{model_name}.mar", command)
+
+
+def archive_contents(mar: Path) -> tuple[list[str], dict[str, Any]]:
+    """List the files inside a .mar (a zip file) and return its MANIFEST.json.
+
+    Introduced in 03_archiving_and_deployment.
+    """
+    with zipfile.ZipFile(mar) as archive:
+        names = sorted(archive.namelist())
+        manifest = json.loads(archive.read("MAR-INF/MANIFEST.json"))
+    return names, manifest
+
+
+@dataclass(frozen=True)
+class LocalResponse:
+    """What a handler answered for one request when run in-process."""
+
+    status: int
+    body: Any
+    message: str
+
+
+def run_handler_locally(handler: Path, serialized_file: Path, requests: Sequence[Any],
+                        extra_files: Sequence[Path] = (), content_type: str = "application/json"
+                        ) -> list[LocalResponse]:
+    """Load a handler the way a TorchServe worker does and send it one batch of requests.
+
+    Each request is the body as the worker would see it (bytes, str, or already-
+    parsed JSON). Exceptions are NOT caught: a bug shows its real traceback here,
+    where in a server you would only see "Worker died" or HTTP 503.
+
+    Introduced in 02_handlers.
+    """
+    from ts.context import Context, RequestProcessor
+    from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
+    import ts
+
+    model_dir = Path(tempfile.mkdtemp(prefix="handler_"))
+    try:
+        for path in [handler, serialized_file, *extra_files]:
+            shutil.copy(path, model_dir)
+        manifest = {"model": {"modelName": "local", "serializedFile": Path(serialized_file).name,
+                              "handler": Path(handler).name, "modelVersion": "1.0"}}
+        instance = _load_handler_class(Path(handler), model_dir)()
+        metrics = MetricsCacheYamlImpl(config_file_path=str(Path(ts.__file__).parent / "configs" / "metrics.yaml"))
+        metrics.initialize_cache()
+        context = Context("local", str(model_dir), manifest, batch_size=len(requests), gpu=None,
+                          mms_version="local", metrics=metrics, model_yaml_config={})
+        instance.initialize(context)
+        context.request_processor = [RequestProcessor({"body": {"content-type": content_type}})
+                                     for _ in requests]
+        context.request_ids = {i: f"local-{i}" for i in range(len(requests))}
+        metrics.request_ids = context.request_ids
+        answers = instance.handle([{"body": body} for body in requests], context)
+        statuses = [context.get_response_status(i) for i in range(len(requests))]
+        return [LocalResponse(code, answer, phrase or "") for (code, phrase), answer in zip(statuses, answers)]
+    finally:
+        sys.path[:] = [p for p in sys.path if p != str(model_dir)]
+        shutil.rmtree(model_dir, ignore_errors=True)
+
+
+def _load_handler_class(handler: Path, model_dir: Path) -> type:
+    """Import the handler module fresh from model_dir and return its one handler class."""
+    sys.path.insert(0, str(model_dir))
+    local_modules = {p.stem for p in model_dir.glob("*.py")}
+    for name in local_modules:
+        sys.modules.pop(name, None)  # re-import edited files instead of a cached copy
+    module = importlib.import_module(handler.stem)
+    classes = [c for _, c in inspect.getmembers(module, inspect.isclass) if c.__module__ == module.__name__]
+    if len(classes) != 1:
+        raise ValueError(f"{handler.name} must define exactly one class (TorchServe's rule), "
+                         f"found {[c.__name__ for c in classes]}; move helpers to functions or another file")
+    return classes[0]

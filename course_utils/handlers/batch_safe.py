@@ -1,0 +1,98 @@
+"""A TorchServe base handler where bad input fails only its own request.
+
+TorchServe hands a handler a *batch* of requests. Raising an exception (even
+`PredictionException(msg, 400)`) fails every request in that batch, so one
+client's typo would fail its neighbours' requests. This base class validates
+each request separately: a request whose input is wrong gets HTTP 400 with a
+message saying what was expected; the others are still predicted.
+
+Subclasses implement two methods:
+  parse_row(body)      -> torch.Tensor for one request, or raise BadRequest("...")
+  describe(probs)      -> JSON-able dict for one row of class probabilities
+
+This file is archived next to each handler (torch-model-archiver --extra-files),
+so it must import only torch and TorchServe. Introduced in 02_handlers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from ts.torch_handler.base_handler import BaseHandler
+
+logger = logging.getLogger(__name__)
+
+
+class BadRequest(ValueError):
+    """Input the client must fix; answered with HTTP 400 and this message."""
+
+
+def request_body(row: dict) -> Any:
+    """Return what the client sent: TorchServe puts it under "data" or "body"."""
+    body = row.get("data")
+    if body is None:
+        body = row.get("body")
+    if body is None or (isinstance(body, (bytes, bytearray, str)) and len(body) == 0):
+        raise BadRequest("empty request body: send the input in the request body")
+    return body
+
+
+def json_body(row: dict) -> Any:
+    """Return the request body as parsed JSON (TorchServe pre-parses application/json)."""
+    body = request_body(row)
+    if isinstance(body, (bytes, bytearray, str)):
+        try:
+            return json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise BadRequest(f"body is not valid JSON ({err.__class__.__name__}): "
+                             "send JSON such as {\"data\": [...]}") from None
+    return body
+
+
+class BatchSafeHandler(BaseHandler):
+    """BaseHandler whose bad rows become per-request HTTP 400 answers."""
+
+    def parse_row(self, body_row: dict) -> torch.Tensor:
+        raise NotImplementedError("subclasses turn one request into one input tensor")
+
+    def describe(self, probabilities: torch.Tensor) -> dict:
+        raise NotImplementedError("subclasses turn one row of probabilities into a JSON answer")
+
+    def preprocess(self, data: list[dict]) -> torch.Tensor | None:
+        """Parse every request; remember which ones were bad and why."""
+        self.row_errors: dict[int, str] = {}
+        tensors = []
+        for idx, row in enumerate(data):
+            try:
+                tensors.append(self.parse_row(row))
+            except BadRequest as err:
+                self.row_errors[idx] = str(err)
+        logger.info("batch_size=%d bad_rows=%d", len(data), len(self.row_errors))
+        return torch.stack(tensors).to(self.device) if tensors else None
+
+    def inference(self, batch: torch.Tensor | None, *args, **kwargs) -> torch.Tensor | None:
+        """Run the model on the good rows only and turn logits into probabilities."""
+        if batch is None:
+            return None
+        with torch.inference_mode():
+            return F.softmax(self.model(batch), dim=1)
+
+    def postprocess(self, probabilities: torch.Tensor | None) -> list[dict]:
+        return [] if probabilities is None else [self.describe(p) for p in probabilities]
+
+    def handle(self, data: list[dict], context) -> list[dict]:
+        """preprocess -> inference -> postprocess, then put the 400s back in their places."""
+        self.context = context
+        answers = iter(self.postprocess(self.inference(self.preprocess(data))))
+        responses = []
+        for idx in range(len(data)):
+            if idx in self.row_errors:
+                context.set_response_status(400, self.row_errors[idx], idx)
+                responses.append({"code": 400, "type": "BadRequest", "message": self.row_errors[idx]})
+            else:
+                responses.append(next(answers))
+        return responses

@@ -1,0 +1,134 @@
+"""The course's two reference models, trained in seconds on the CPU.
+
+* ChurnMLP: 4 raw customer features -> 2 logits (stays / churns). It carries the
+  training set's mean and std as buffers, so a server can send raw numbers.
+* DigitCNN: a 1x8x8 digit image -> 10 logits.
+"""
+
+from __future__ import annotations
+
+import random
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import Split, load_digits_split, make_churn_data
+
+
+def set_seed(seed: int = 0) -> None:
+    """Seed Python, NumPy and PyTorch so that training is repeatable.
+
+    Introduced in 00_setup.
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """Run the block with one intra-op thread (bit-identical float sums on any machine).
+
+    Introduced in 00_setup.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+class ChurnMLP(nn.Module):
+    """Standardize 4 raw features with stored statistics, then a 2-layer MLP."""
+
+    def __init__(self, mean: torch.Tensor | None = None, std: torch.Tensor | None = None, hidden: int = 32):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(4) if mean is None else mean.float())
+        self.register_buffer("std", torch.ones(4) if std is None else std.float())
+        self.net = nn.Sequential(nn.Linear(4, hidden), nn.ReLU(), nn.Linear(hidden, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+
+class DigitCNN(nn.Module):
+    """Two 3x3 convolutions, one max-pool and a small classifier for 8x8 digits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(32 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+@dataclass
+class Trained:
+    """A trained model with its data and held-out accuracy."""
+
+    model: nn.Module
+    data: Split
+    test_accuracy: float
+
+
+def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+    """Fraction of rows of `x` that `model` classifies as `y`.
+
+    Introduced in 00_setup.
+    """
+    model.eval()
+    with torch.inference_mode():
+        predictions = model(torch.from_numpy(x)).argmax(dim=1).numpy()
+    return float((predictions == y).mean())
+
+
+def _fit(model: nn.Module, data: Split, epochs: int, lr: float, batch_size: int, seed: int) -> None:
+    set_seed(seed)
+    x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = nn.CrossEntropyLoss()
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(epochs):
+        for batch in torch.randperm(len(x), generator=generator).split(batch_size):
+            optimizer.zero_grad()
+            loss_fn(model(x[batch]), y[batch]).backward()
+            optimizer.step()
+    model.eval()
+
+
+def train_churn_model(seed: int = 0, epochs: int = 30) -> Trained:
+    """Train the churn MLP on make_churn_data(); about a second on one CPU core.
+
+    Introduced in 00_setup.
+    """
+    data = make_churn_data(seed=seed)
+    with single_thread():
+        set_seed(seed)
+        x = torch.from_numpy(data.x_train)
+        model = ChurnMLP(mean=x.mean(dim=0), std=x.std(dim=0))
+        _fit(model, data, epochs=epochs, lr=1e-2, batch_size=64, seed=seed)
+        return Trained(model, data, accuracy(model, data.x_test, data.y_test))
+
+
+def train_digit_cnn(seed: int = 0, epochs: int = 12) -> Trained:
+    """Train the digit CNN on scikit-learn's digits; a few seconds on one CPU core.
+
+    Introduced in 00_setup.
+    """
+    data = load_digits_split(seed=seed)
+    with single_thread():
+        set_seed(seed)
+        model = DigitCNN()
+        _fit(model, data, epochs=epochs, lr=3e-3, batch_size=32, seed=seed)
+        return Trained(model, data, accuracy(model, data.x_test, data.y_test))

@@ -1,0 +1,41 @@
+"""Where the course keeps its files: the repository root and per-notebook work folders."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parent
+HANDLERS_DIR = PACKAGE_DIR / "handlers"
+RESOURCES_DIR = PACKAGE_DIR / "resources"
+
+
+def work_root() -> Path:
+    """Return the folder that holds every notebook's work folder.
+
+    Set the environment variable COURSE_WORK_DIR to put it elsewhere
+    (the tests do this so that parallel runs never share files).
+
+    Introduced in 00_setup.
+    """
+    override = os.environ.get("COURSE_WORK_DIR")
+    return Path(override).resolve() if override else REPO_ROOT / "work"
+
+
+def work_dir(name: str, clean: bool = True) -> Path:
+    """Return (and create) the work folder of one notebook, e.g. work/03_archiving.
+
+    With clean=True (the default) the folder is emptied first, so a rerun of the
+    notebook starts from nothing. Everything under work/ is ignored by git.
+
+    Introduced in 00_setup.
+    """
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"work_dir name must be a plain folder name like '03_archiving', got {name!r}")
+    path = work_root() / name
+    if clean and path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

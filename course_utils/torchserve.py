@@ -1,0 +1,366 @@
+"""Start and stop a real TorchServe safely from a notebook.
+
+What TorchServe server management needs on a shared machine, and what this
+module does for you (the lessons show each piece once):
+
+* its own working folder: key_file.json, logs/, a private TMPDIR (TorchServe keeps
+  its pid file and worker sockets there, so two servers never collide);
+* every address bound to 127.0.0.1 on free ports (never 0.0.0.0);
+* token authorization ON (the default since 0.11): keys are read from
+  key_file.json and sent for you with `headers("inference")`/`headers("management")`;
+* `allowed_urls` restricted to the model store (the default allows any URL:
+  the ShellTorch SSRF, CVE-2023-43654);
+* readiness = every model has a READY worker (`/ping` says "Healthy" too early);
+* stop with `torchserve --stop`, then make sure java and every worker are gone,
+  also when the kernel exits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import psutil
+import requests
+
+from .paths import RESOURCES_DIR
+from .ports import LOCALHOST, free_ports, wait_until
+from .tools import tool, tool_env
+
+_RUNNING: list["TorchServe"] = []
+
+
+@dataclass
+class ModelSettings:
+    """Per-model settings written to config.properties (`models=`), e.g. server-side batching."""
+
+    batch_size: int = 1
+    max_batch_delay_ms: int = 100
+    min_workers: int = 1
+    max_workers: int = 1
+    response_timeout_s: int = 120
+
+    def as_config(self, mar_name: str) -> dict[str, Any]:
+        return {"marName": mar_name, "minWorkers": self.min_workers, "maxWorkers": self.max_workers,
+                "batchSize": self.batch_size, "maxBatchDelay": self.max_batch_delay_ms,
+                "responseTimeout": self.response_timeout_s}
+
+
+@dataclass
+class TorchServe:
+    """A real TorchServe process with its own folder, free localhost ports and auth keys.
+
+    Use it as a context manager (`with TorchServe(...) as ts:`) or call start()/stop().
+    `models` are .mar file names in `model_store` loaded at start; `settings` maps a
+    model name to ModelSettings (batching, workers).
+
+    Introduced in 01_torchserve_architecture.
+    """
+
+    model_store: Path
+    work_dir: Path
+    models: Sequence[str] = ()
+    settings: Mapping[str, ModelSettings] = field(default_factory=dict)
+    token_auth: bool = True
+    enable_model_api: bool = False
+    workflow_store: Path | None = None
+    extra_config: Mapping[str, str] = field(default_factory=dict)
+    startup_timeout_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        self.model_store = Path(self.model_store).resolve()
+        self.work_dir = Path(self.work_dir).resolve()
+        if not self.model_store.is_dir():
+            raise FileNotFoundError(f"model store {self.model_store} does not exist; create it and archive a model into it")
+        for mar in self.models:
+            if not (self.model_store / mar).is_file():
+                found = sorted(p.name for p in self.model_store.glob("*.mar"))
+                raise FileNotFoundError(f"{mar} is not in the model store {self.model_store} (it holds {found}); "
+                                        "build it with torch-model-archiver --export-path <model store>")
+        self.ports: dict[str, int] = {}
+        self.process: psutil.Process | None = None
+        self._keys: dict[str, str] = {}
+
+    # ----- addresses ---------------------------------------------------------------
+    @property
+    def inference_url(self) -> str:
+        return f"http://{LOCALHOST}:{self.ports['inference']}"
+
+    @property
+    def management_url(self) -> str:
+        return f"http://{LOCALHOST}:{self.ports['management']}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{LOCALHOST}:{self.ports['metrics']}"
+
+    @property
+    def grpc_inference_target(self) -> str:
+        return f"{LOCALHOST}:{self.ports['grpc_inference']}"
+
+    @property
+    def grpc_management_target(self) -> str:
+        return f"{LOCALHOST}:{self.ports['grpc_management']}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.work_dir / "config.properties"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.work_dir / "logs"
+
+    # ----- configuration -----------------------------------------------------------
+    def config(self) -> dict[str, str]:
+        """The config.properties entries this server starts with, key by key."""
+        entries = {
+            "inference_address": self.inference_url,
+            "management_address": self.management_url,
+            "metrics_address": self.metrics_url,
+            "grpc_inference_address": LOCALHOST,
+            "grpc_inference_port": str(self.ports["grpc_inference"]),
+            "grpc_management_address": LOCALHOST,
+            "grpc_management_port": str(self.ports["grpc_management"]),
+            "initial_worker_port": str(self.ports["workers"]),
+            "model_store": str(self.model_store),
+            # Only archives from our own model store may be registered (no http(s) URLs).
+            "allowed_urls": f"file://{self.model_store}/.*",
+            "metrics_mode": "prometheus",
+            "disable_system_metrics": "true",
+            "default_workers_per_model": "1",
+            "install_py_dep_per_model": "false",
+            "vmargs": f"-Xmx512m -XX:+UseSerialGC -Dlog4j.configurationFile=file://{RESOURCES_DIR / 'log4j2.xml'}",
+        }
+        if self.models:
+            entries["load_models"] = ",".join(self.models)
+        if self.settings:
+            entries["models"] = json.dumps(self._models_property())
+        if self.workflow_store is not None:
+            entries["workflow_store"] = str(Path(self.workflow_store).resolve())
+        entries.update(self.extra_config)
+        return entries
+
+    def _models_property(self) -> dict[str, Any]:
+        by_name = {Path(mar).stem: mar for mar in self.models}
+        unknown = set(self.settings) - set(by_name)
+        if unknown:
+            raise ValueError(f"settings for {sorted(unknown)} but no such .mar in models={list(self.models)}; "
+                             "settings keys must be model names (the .mar file name without .mar)")
+        return {name: {"1.0": s.as_config(by_name[name])} for name, s in self.settings.items()}
+
+    def command(self) -> list[str]:
+        """The torchserve command line this server is started with."""
+        command = ["torchserve", "--start", "--ncs", "--model-store", str(self.model_store),
+                   "--ts-config", str(self.config_path)]
+        if self.workflow_store is not None:
+            command += ["--workflow-store", str(Path(self.workflow_store).resolve())]
+        if not self.token_auth:
+            command.append("--disable-token-auth")
+        if self.enable_model_api:
+            command.append("--enable-model-api")
+        return command
+
+    @property
+    def command_line(self) -> str:
+        """The start command as you would type it in a terminal (run in work_dir)."""
+        return shlex.join(self.command())
+
+    def _env(self) -> dict[str, str]:
+        tmp = self.work_dir / "tmp"
+        return tool_env(TMPDIR=str(tmp), TEMP=str(tmp), TMP=str(tmp),
+                        LOG_LOCATION=str(self.log_dir), METRICS_LOCATION=str(self.log_dir))
+
+    # ----- lifecycle ---------------------------------------------------------------
+    def start(self) -> "TorchServe":
+        """Write config.properties, run `torchserve --start` and wait until every model is READY."""
+        if self.process is not None:
+            raise RuntimeError("this TorchServe is already running; call stop() first")
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        (self.work_dir / "tmp").mkdir(exist_ok=True)
+        self.log_dir.mkdir(exist_ok=True)
+        (self.work_dir / "key_file.json").unlink(missing_ok=True)
+        names = ["inference", "management", "metrics", "grpc_inference", "grpc_management", "workers"]
+        self.ports = dict(zip(names, free_ports(len(names))))
+        self.config_path.write_text("".join(f"{k}={v}\n" for k, v in self.config().items()))
+        launcher_log = open(self.log_dir / "launcher.log", "ab")
+        # --start returns at once and leaves java running; its own session keeps it
+        # alive when the notebook cell's terminal closes. Output goes to a file:
+        # a pipe would make subprocess.run wait for java forever.
+        subprocess.run([tool("torchserve"), *self.command()[1:]], cwd=self.work_dir, env=self._env(),
+                       stdout=launcher_log, stderr=subprocess.STDOUT, start_new_session=True, check=False)
+        launcher_log.close()
+        _RUNNING.append(self)
+        try:
+            self.process = wait_until(self._java_process, 30, "the TorchServe java frontend to start",
+                                      on_timeout=self.log_tail)
+            if self.token_auth:
+                wait_until(self._read_keys, 60, "key_file.json", on_timeout=self.log_tail)
+            wait_until(self._frontend_answers, self.startup_timeout_s, "TorchServe to answer",
+                       on_timeout=self.log_tail)
+            for mar in self.models:
+                self.wait_model_ready(Path(mar).stem)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _java_process(self) -> psutil.Process | None:
+        pid_file = self.work_dir / "tmp" / ".model_server.pid"
+        if not pid_file.exists() or not pid_file.read_text().strip():
+            return None
+        try:
+            return psutil.Process(int(pid_file.read_text().strip()))
+        except psutil.NoSuchProcess:
+            raise RuntimeError(f"TorchServe exited during start.\n{self.log_tail()}") from None
+
+    def _read_keys(self) -> bool:
+        path = self.work_dir / "key_file.json"
+        if not path.exists():
+            return False
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            return False  # still being written
+        self._keys = {"inference": data["inference"]["key"], "management": data["management"]["key"],
+                      "token": data["API"]["key"]}
+        return True
+
+    def _frontend_answers(self) -> bool:
+        self._check_alive()
+        try:
+            requests.get(f"{self.management_url}/models", headers=self.headers("management"), timeout=2)
+            return True
+        except requests.ConnectionError:
+            return False
+
+    def _check_alive(self) -> None:
+        if self.process is not None and not self.process.is_running():
+            raise RuntimeError(f"TorchServe's java process died.\n{self.log_tail()}")
+
+    def wait_model_ready(self, model: str, timeout_s: float | None = None, version: str | None = None) -> dict:
+        """Wait until `model` has at least one worker with status READY; return its description.
+
+        Introduced in 01_torchserve_architecture.
+        """
+        url = f"{self.management_url}/models/{model}" + (f"/{version}" if version else "")
+
+        def ready() -> dict | None:
+            self._check_alive()
+            response = requests.get(url, headers=self.headers("management"), timeout=5)
+            if response.status_code != 200:
+                return None
+            description = response.json()[0]
+            statuses = [w["status"] for w in description.get("workers", [])]
+            return description if "READY" in statuses else None
+
+        return wait_until(ready, timeout_s or self.startup_timeout_s, f"a READY worker for model {model!r}",
+                          on_timeout=lambda: self.log_tail("model_log.log"))
+
+    def stop(self) -> None:
+        """Run `torchserve --stop`, then make sure java and all of its workers have exited.
+
+        Introduced in 01_torchserve_architecture.
+        """
+        if self in _RUNNING:
+            _RUNNING.remove(self)
+        process, self.process = self.process, None
+        if process is None:
+            process = self._pid_file_process()
+        if process is None:
+            return
+        try:
+            children = process.children(recursive=True)
+        except psutil.NoSuchProcess:
+            children = []
+        subprocess.run([tool("torchserve"), "--stop"], cwd=self.work_dir, env=self._env(),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        _, alive = psutil.wait_procs([process, *children], timeout=20)
+        for leftover in alive:
+            leftover.kill()
+        psutil.wait_procs(alive, timeout=5)
+
+    def _pid_file_process(self) -> psutil.Process | None:
+        try:
+            return self._java_process()
+        except RuntimeError:
+            return None
+
+    def __enter__(self) -> "TorchServe":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ----- talking to it -------------------------------------------------------------
+    def key(self, api: str) -> str:
+        """The token for "inference", "management" or "token" (the token API) from key_file.json."""
+        if not self.token_auth:
+            raise RuntimeError("token authorization is disabled on this server; no keys exist")
+        if api not in self._keys:
+            raise KeyError(f"unknown API {api!r}; choose 'inference', 'management' or 'token'")
+        return self._keys[api]
+
+    def headers(self, api: str) -> dict[str, str]:
+        """HTTP headers that authorize a call to the "inference" or "management" API.
+
+        Introduced in 01_torchserve_architecture.
+        """
+        return {"Authorization": f"Bearer {self.key(api)}"} if self.token_auth else {}
+
+    def pids(self) -> list[int]:
+        """PIDs of java and its worker processes (for checking that stop() cleaned up)."""
+        if self.process is None:
+            return []
+        try:
+            return [self.process.pid, *[c.pid for c in self.process.children(recursive=True)]]
+        except psutil.NoSuchProcess:
+            return []
+
+    def log_tail(self, name: str = "ts_log.log", lines: int = 40) -> str:
+        """The last lines of one of this server's logs (ts_log.log, model_log.log, launcher.log)."""
+        parts = []
+        for log in dict.fromkeys([name, "launcher.log"]):
+            path = self.log_dir / log
+            if path.exists():
+                text = path.read_text(errors="replace").splitlines()[-lines:]
+                parts.append(f"--- last lines of {path} ---\n" + "\n".join(text))
+        return "\n".join(parts) or f"(no logs in {self.log_dir} yet)"
+
+
+def stop_all() -> None:
+    """Stop every TorchServe this Python process started (runs at interpreter exit).
+
+    Introduced in 01_torchserve_architecture.
+    """
+    for server in list(_RUNNING):
+        server.stop()
+
+
+atexit.register(stop_all)
+
+
+def wait_for_workers(server: TorchServe, model: str, count: int, timeout_s: float = 60) -> list[dict]:
+    """Wait until `model` has exactly `count` workers and all are READY (after a scale call).
+
+    Introduced in 01_torchserve_architecture.
+    """
+    def settled() -> list[dict] | None:
+        workers = requests.get(f"{server.management_url}/models/{model}", headers=server.headers("management"),
+                               timeout=5).json()[0]["workers"]
+        return workers if len(workers) == count and all(w["status"] == "READY" for w in workers) else None
+
+    return wait_until(settled, timeout_s, f"{count} READY workers for {model!r}",
+                      on_timeout=lambda: server.log_tail("model_log.log"))
+
+
+def timed_get(url: str, **kwargs: Any) -> tuple[requests.Response, float]:
+    """GET `url` and return the response with the elapsed wall time in milliseconds."""
+    start = time.perf_counter()
+    response = requests.get(url, **kwargs)
+    return response, (time.perf_counter() - start) * 1000
