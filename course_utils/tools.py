@@ -37,3 +37,13 @@ def tool_env(**extra: str) -> dict[str, str]:
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra)
     return env
+
+
+def ensure_tools_on_path() -> str:
+    """Put this environment's bin/ first on PATH for `!torchserve ...` shell cells; return it.
+
+    Introduced in 00_setup.
+    """
+    if os.environ.get("PATH", "").split(os.pathsep)[0] != str(VENV_BIN):
+        os.environ["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    return str(VENV_BIN)

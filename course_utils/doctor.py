@@ -1,0 +1,162 @@
+"""`python -m course_utils doctor`: is this machine ready for the course?
+
+Standard library only, so it also runs before the course's packages are
+installed (the Makefile calls `doctor --prereqs` first).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+REQUIRED, OPTIONAL = "required", "optional"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of the doctor's table."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str
+    level: str = REQUIRED
+
+    @property
+    def status(self) -> str:
+        if self.ok:
+            return "ok"
+        return "MISSING" if self.level == REQUIRED else "absent (optional)"
+
+
+def _run(command: list[str]) -> str | None:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (done.stdout + done.stderr) if done.returncode == 0 else None
+
+
+def check_python() -> Finding:
+    version = ".".join(map(str, sys.version_info[:3]))
+    return Finding("Python 3.11", sys.version_info[:2] == (3, 11), f"{version} at {sys.executable}",
+                   "install Python 3.11: `conda env create -f environment.yml`, or `apt install python3.11 python3.11-venv`")
+
+
+def check_java() -> Finding:
+    java = shutil.which("java")
+    output = _run([java, "-version"]) if java else None
+    match = re.search(r'version "(\d+)', output or "")
+    major = int(match.group(1)) if match else 0
+    return Finding("Java >= 17 (TorchServe frontend)", major >= 17,
+                   f"java {major} at {java}" if java else "java not found on PATH",
+                   "`sudo apt-get install -y openjdk-17-jre-headless`, or `conda install -c conda-forge openjdk=17`")
+
+
+def check_libpython() -> Finding:
+    shared = bool(sysconfig.get_config_var("Py_ENABLE_SHARED"))
+    libdir = sysconfig.get_config_var("LIBDIR")
+    name = sysconfig.get_config_var("LDLIBRARY") or ""
+    exists = shared and (Path(libdir) / name).exists()
+    return Finding("shared libpython (Triton's Python backend)", exists,
+                   f"{Path(libdir) / name}" if exists else "this Python was built without --enable-shared",
+                   "use conda's Python (environment.yml), `apt install libpython3.11`, or "
+                   "pyenv with PYTHON_CONFIGURE_OPTS=--enable-shared")
+
+
+def check_package(dist: str, wanted: str | None = None, level: str = REQUIRED) -> Finding:
+    try:
+        version = importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return Finding(dist, False, "not installed", "run `make setup` from the repository root", level)
+    ok = wanted is None or version.split("+")[0] == wanted
+    return Finding(dist + (f" == {wanted}" if wanted else ""), ok, version,
+                   f"pip install {dist}=={wanted} (install torch first)" if wanted else "run `make setup`", level)
+
+
+def check_gpu() -> Finding:
+    output = _run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"])
+    return Finding("NVIDIA GPU", output is not None, output.strip() if output else "no nvidia-smi / no GPU",
+                   "optional: the GPU docker stack and TensorRT need one; every lesson runs on CPU", OPTIONAL)
+
+
+def check_tensorrt() -> Finding:
+    try:
+        version = importlib.metadata.version("tensorrt")
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+    return Finding("TensorRT", version is not None, version or "not installed",
+                   "optional: present in NGC containers (docker stack); TensorRT cells are skipped without it",
+                   OPTIONAL)
+
+
+def check_docker() -> Finding:
+    output = _run(["docker", "info", "--format", "{{.ServerVersion}}"])
+    return Finding("Docker engine", output is not None,
+                   f"server {output.strip()}" if output else "no running Docker engine",
+                   "optional: only the GPU docker-compose stack needs it", OPTIONAL)
+
+
+def check_loopback_port() -> Finding:
+    try:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        return Finding("free ports on 127.0.0.1", True, f"e.g. {port}", "")
+    except OSError as err:
+        return Finding("free ports on 127.0.0.1", False, str(err), "check the loopback interface (`ip addr show lo`)")
+
+
+def check_disk(minimum_gb: float = 5.0) -> Finding:
+    free_gb = shutil.disk_usage(Path(__file__).resolve().parent).free / 1e9
+    return Finding(f"free disk >= {minimum_gb:.0f} GB", free_gb >= minimum_gb, f"{free_gb:.1f} GB free",
+                   "free some space: model stores and logs live under work/")
+
+
+def prerequisite_findings() -> list[Finding]:
+    """What must exist before `make setup` can install the course."""
+    return [check_python(), check_java(), check_libpython()]
+
+
+def all_findings() -> list[Finding]:
+    """Every check of the doctor's table.
+
+    Introduced in 00_setup.
+    """
+    return [*prerequisite_findings(),
+            check_package("torch", "2.13.0"), check_package("torchserve", "0.12.0"),
+            check_package("torch-model-archiver", "0.12.0"), check_package("onnxruntime"),
+            check_package("nbval"), check_loopback_port(), check_disk(),
+            check_gpu(), check_tensorrt(), check_docker()]
+
+
+def format_table(findings: list[Finding]) -> str:
+    """Render findings as a fixed-width text table with a fix column for failures.
+
+    Introduced in 00_setup.
+    """
+    rows = [("check", "status", "detail", "how to fix")]
+    rows += [(f.name, f.status, f.detail, "" if f.ok else f.fix) for f in findings]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = [f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}".rstrip() for r in rows]
+    lines.insert(1, "-" * min(120, max(len(line) for line in lines)))
+    return "\n".join(lines)
+
+
+def main(prereqs_only: bool = False) -> int:
+    """Print the table; exit status 1 when a required check fails."""
+    findings = prerequisite_findings() if prereqs_only else all_findings()
+    print(format_table(findings))
+    missing = [f for f in findings if not f.ok and f.level == REQUIRED]
+    if missing:
+        print(f"\n{len(missing)} required check(s) failed: {', '.join(f.name for f in missing)}. "
+              "See 'how to fix' above.")
+        return 1
+    return 0

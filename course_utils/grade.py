@@ -1,0 +1,64 @@
+"""The grade command: run a learner's exercise notebooks and print a score table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .grading import Verdict, parse_verdicts
+from .notebook_runner import execute
+from .release import EXERCISES_DIR
+
+
+@dataclass(frozen=True)
+class ExerciseScore:
+    """The verdicts of one executed exercise notebook."""
+
+    name: str
+    verdicts: list[Verdict]
+
+    @property
+    def score(self) -> int:
+        return sum(v.score for v in self.verdicts)
+
+    @property
+    def points(self) -> int:
+        return sum(v.points for v in self.verdicts)
+
+
+def grade_notebook(path: Path) -> ExerciseScore:
+    """Execute one exercise notebook and collect the verdict lines its grader cells print.
+
+    Introduced in ex01_custom_handler.
+    """
+    text = "\n".join(cell.text for cell in execute(path))
+    return ExerciseScore(path.stem, parse_verdicts(text))
+
+
+def score_table(scores: list[ExerciseScore]) -> str:
+    """A text table: one row per exercise with its checks passed and points."""
+    rows = [("exercise", "checks passed", "points")]
+    for s in scores:
+        rows.append((s.name, f"{sum(v.passed for v in s.verdicts)}/{len(s.verdicts)}", f"{s.score}/{s.points}"))
+    rows.append(("total", "", f"{sum(s.score for s in scores)}/{sum(s.points for s in scores)}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "\n".join(f"{a:<{widths[0]}}  {b:>{widths[1]}}  {c:>{widths[2]}}" for a, b, c in rows)
+
+
+def grade_main(targets: list[Path]) -> int:
+    """Grade notebooks (default: every exercises/ex*.ipynb) and print the table."""
+    paths: list[Path] = []
+    for target in targets or [EXERCISES_DIR]:
+        paths += sorted(target.glob("ex*.ipynb")) if target.is_dir() else [target]
+    if not paths:
+        print("no exercise notebooks found; pass a path such as exercises/ex01_custom_handler.ipynb")
+        return 1
+    scores = []
+    for path in paths:
+        print(f"grading {path} ...", flush=True)
+        scores.append(grade_notebook(path))
+        for verdict in scores[-1].verdicts:
+            print("  " + verdict.line())
+    print()
+    print(score_table(scores))
+    return 0

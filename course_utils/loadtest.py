@@ -1,0 +1,86 @@
+"""A small closed-loop HTTP load generator: N clients, each sending its next request
+as soon as the previous answer arrives. Used to compare server settings."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import requests
+from tqdm.auto import tqdm
+
+
+@dataclass
+class LoadResult:
+    """Latencies (ms) of successful requests, status codes of the others, and the wall time."""
+
+    label: str
+    concurrency: int
+    latencies_ms: list[float] = field(default_factory=list)
+    failures: dict[int, int] = field(default_factory=dict)
+    duration_s: float = 0.0
+
+    @property
+    def throughput(self) -> float:
+        """Successful requests per second."""
+        return len(self.latencies_ms) / self.duration_s if self.duration_s else 0.0
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
+
+    def summary(self) -> dict[str, Any]:
+        """One row for a results table."""
+        return {"setting": self.label, "concurrency": self.concurrency, "requests": len(self.latencies_ms),
+                "errors": sum(self.failures.values()), "p50_ms": round(self.percentile(50), 2),
+                "p90_ms": round(self.percentile(90), 2), "p99_ms": round(self.percentile(99), 2),
+                "throughput_rps": round(self.throughput, 1)}
+
+
+def run_load(send: Callable[[requests.Session], requests.Response], requests_total: int, concurrency: int,
+             label: str = "", warmup: int = 5, progress: bool = True, timeout_s: float = 120.0) -> LoadResult:
+    """Send `requests_total` requests from `concurrency` clients; return latencies and errors.
+
+    `send(session)` performs one request with the given session (one session per
+    client, so connections are reused) and returns the response. The loop is
+    bounded by count and by `timeout_s`.
+
+    Introduced in 03_archiving_and_deployment.
+    """
+    if requests_total < 1 or concurrency < 1:
+        raise ValueError(f"requests_total and concurrency must be >= 1, got {requests_total} and {concurrency}")
+    result = LoadResult(label, concurrency)
+    lock = threading.Lock()
+    remaining = [requests_total]
+    deadline = time.monotonic() + timeout_s
+    bar = tqdm(total=requests_total, desc=label or "requests", disable=not progress, leave=False)
+
+    def client() -> None:
+        with requests.Session() as session:
+            for _ in range(warmup):
+                send(session)
+            while time.monotonic() < deadline:
+                with lock:
+                    if remaining[0] == 0:
+                        return
+                    remaining[0] -= 1
+                start = time.perf_counter()
+                response = send(session)
+                elapsed = (time.perf_counter() - start) * 1000
+                with lock:
+                    if response.status_code == 200:
+                        result.latencies_ms.append(elapsed)
+                    else:
+                        result.failures[response.status_code] = result.failures.get(response.status_code, 0) + 1
+                    bar.update(1)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        for future in [pool.submit(client) for _ in range(concurrency)]:
+            future.result()
+    result.duration_s = time.perf_counter() - start
+    bar.close()
+    return result

@@ -1,0 +1,71 @@
+"""Figures for the lessons: the TorchServe architecture and measured comparisons."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+from matplotlib.patches import FancyBboxPatch
+
+
+def _box(ax, x: float, y: float, w: float, h: float, text: str, color: str) -> None:
+    ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.02", fc=color, ec="black", lw=1))
+    ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=9)
+
+
+def _arrow(ax, start: tuple[float, float], end: tuple[float, float]) -> None:
+    ax.annotate("", xy=end, xytext=start, arrowprops={"arrowstyle": "->", "lw": 1.2})
+
+
+def torchserve_architecture_figure():
+    """Draw TorchServe: client, Java frontend (REST/gRPC APIs, queues), Python workers, model store.
+
+    Introduced in 01_torchserve_architecture.
+    """
+    fig, ax = plt.subplots(figsize=(10, 5.5))
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0, 6.2)
+    ax.axis("off")
+    _box(ax, 0.2, 2.6, 1.4, 1.0, "Client\n(curl, requests,\ngRPC stub)", "#e8e8e8")
+    _box(ax, 2.2, 0.4, 3.6, 5.5, "", "#dbe9f6")
+    ax.text(4.0, 5.6, "Frontend (Java, one process)", ha="center", fontsize=10, weight="bold")
+    for i, (name, port) in enumerate([("Inference REST", "8080"), ("Management REST", "8081"),
+                                      ("Metrics REST", "8082"), ("gRPC inference / mgmt", "7070 / 7071")]):
+        _box(ax, 2.4, 4.6 - i * 0.8, 1.6, 0.6, f"{name}\n:{port}", "#ffffff")
+    _box(ax, 4.3, 2.6, 1.3, 1.6, "per-model\njob queue\n+ batching\n(batch_size,\nmax_batch_delay)", "#fff6d5")
+    _box(ax, 2.4, 0.6, 3.2, 0.8, "token auth (key_file.json) ·\nallowed_urls · logs · metrics", "#ffffff")
+    _box(ax, 6.4, 0.4, 3.4, 5.5, "", "#e3f3e0")
+    ax.text(8.1, 5.6, "Backend workers (Python)", ha="center", fontsize=10, weight="bold")
+    for i in range(3):
+        _box(ax, 6.6, 4.3 - i * 1.2, 3.0, 0.9, f"worker {i + 1}: handler\ninitialize → preprocess →\ninference → postprocess", "#ffffff")
+    _box(ax, 6.6, 0.6, 3.0, 0.7, "model store: *.mar files", "#f4e1f0")
+    _arrow(ax, (1.6, 3.1), (2.4, 3.1))
+    _arrow(ax, (4.0, 4.9), (4.3, 3.9))
+    for y in (4.75, 3.55, 2.35):
+        _arrow(ax, (5.6, 3.4), (6.6, y))
+    _arrow(ax, (8.1, 1.3), (8.1, 2.1))
+    ax.set_title("TorchServe: one frontend, one Python worker process per model worker")
+    fig.tight_layout()
+    return fig
+
+
+def plot_latency_throughput(rows: Sequence[dict], title: str):
+    """Bar charts of throughput and p50/p99 latency for rows produced by LoadResult.summary().
+
+    Introduced in 03_archiving_and_deployment.
+    """
+    labels = [f"{r['setting']}\nc={r['concurrency']}" for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    left.bar(labels, [r["throughput_rps"] for r in rows], color="#4c72b0")
+    left.set_ylabel("requests / second")
+    left.set_title("throughput (higher is better)")
+    x = range(len(rows))
+    right.bar([i - 0.2 for i in x], [r["p50_ms"] for r in rows], width=0.4, label="p50")
+    right.bar([i + 0.2 for i in x], [r["p99_ms"] for r in rows], width=0.4, label="p99")
+    right.set_xticks(list(x), labels)
+    right.set_ylabel("milliseconds")
+    right.set_title("latency (lower is better)")
+    right.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
