@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import re
 import shlex
 import subprocess
 import time
@@ -298,6 +299,14 @@ class TorchServe:
         self.stop()
 
     # ----- talking to it -------------------------------------------------------------
+    def reload_keys(self) -> None:
+        """Re-read key_file.json, e.g. after renewing a key with the token API.
+
+        Introduced in 03_archiving_and_deployment.
+        """
+        if not self._read_keys():
+            raise FileNotFoundError(f"no readable key_file.json in {self.work_dir}; is the server running?")
+
     def key(self, api: str) -> str:
         """The token for "inference", "management" or "token" (the token API) from key_file.json."""
         if not self.token_auth:
@@ -364,3 +373,16 @@ def timed_get(url: str, **kwargs: Any) -> tuple[requests.Response, float]:
     start = time.perf_counter()
     response = requests.get(url, **kwargs)
     return response, (time.perf_counter() - start) * 1000
+
+
+def logged_batch_sizes(server: TorchServe, model: str) -> list[int]:
+    """Batch sizes the course handlers logged ("batch_size=N") for `model`, oldest first.
+
+    A worker's log lines carry its thread name, e.g. "W-9000-churn_1.0-stdout",
+    which tells the models apart. Introduced in 03_archiving_and_deployment.
+    """
+    path = server.log_dir / "model_log.log"
+    if not path.exists():
+        return []
+    pattern = re.compile(rf"W-\d+-{re.escape(model)}_[0-9.]+-stdout .*batch_size=(\d+)")
+    return [int(m.group(1)) for m in map(pattern.search, path.read_text(errors="replace").splitlines()) if m]
