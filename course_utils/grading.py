@@ -55,7 +55,7 @@ class Verdict:
     def line(self) -> str:
         """The one line a grader cell prints for this check."""
         text = f"{PASS if self.passed else FAIL} {self.check_id} [{self.score}/{self.points}] {self.description}"
-        return text if self.passed else f"{text} — {self.reason}"
+        return text if self.passed else f"{text} — {' '.join(self.reason.split())}"
 
 
 def explain_exception(err: BaseException) -> str:

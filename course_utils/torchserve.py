@@ -386,3 +386,16 @@ def logged_batch_sizes(server: TorchServe, model: str) -> list[int]:
         return []
     pattern = re.compile(rf"W-\d+-{re.escape(model)}_[0-9.]+-stdout .*batch_size=(\d+)")
     return [int(m.group(1)) for m in map(pattern.search, path.read_text(errors="replace").splitlines()) if m]
+
+
+def last_worker_error(server: TorchServe) -> str:
+    """The last exception line a worker wrote to model_log.log (e.g. "ValueError: ..."), or "".
+
+    Introduced in ex01_custom_handler.
+    """
+    path = server.log_dir / "model_log.log"
+    if not path.exists():
+        return ""
+    pattern = re.compile(r"MODEL_LOG - ((?:[\w.]+\.)?\w*(?:Error|Exception|NotImplemented\w*)\b.*)$")
+    errors = [m.group(1) for m in map(pattern.search, path.read_text(errors="replace").splitlines()) if m]
+    return errors[-1] if errors else ""

@@ -1,0 +1,152 @@
+"""Graders for ex01_custom_handler: a churn handler that reads CSV lines.
+
+The learner's handler file is archived with the reference churn model and served
+by a real TorchServe (batch_size 4), then probed with good and bad requests.
+"""
+
+from __future__ import annotations
+
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+import torch
+
+from ..archiver import archive_model, handler_file, save_torchscript, write_index_to_name
+from ..data import CHURN_CLASSES
+from ..grading import Check, Fail, Verdict, expect, run_checks
+from ..models import train_churn_model
+from ..torchserve import ModelSettings, TorchServe, last_worker_error
+
+MODEL = "churn_csv"
+GOOD_ROWS = {"24,80.5,2,12": [24, 80.5, 2, 12], " 3 , 110 , 5 , 1 \n": [3, 110, 5, 1], "60,20,0,24": [60, 20, 0, 24]}
+
+
+def message_of(response: requests.Response) -> str:
+    """The "message" of a JSON error answer, else the body text (one line, shortened)."""
+    try:
+        body = response.json()
+        text = body.get("message", str(body)) if isinstance(body, dict) else str(body)
+    except ValueError:
+        text = response.text
+    return " ".join(text.split())[:200]
+
+
+def reference_predictions(model: torch.nn.Module) -> dict[str, int]:
+    """The class the reference model predicts for each good CSV row."""
+    with torch.inference_mode():
+        return {text: int(model(torch.tensor([row], dtype=torch.float32)).argmax()) for text, row in GOOD_ROWS.items()}
+
+
+def grade(handler: Path, work: Path, show: bool = True) -> list[Verdict]:
+    """Archive `handler` with the churn model, serve it and run every check; stop the server.
+
+    Introduced in ex01_custom_handler.
+    """
+    handler = Path(handler)
+    work = Path(work)
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    trained = train_churn_model()
+    expected = reference_predictions(trained.model)
+    state: dict = {}
+
+    def serves() -> None:
+        if "server" in state:
+            return
+        expect(handler.is_file(), f"{handler} does not exist: run the %%writefile cell first")
+        model_file = save_torchscript(trained.model, work / "churn.pt")
+        labels = write_index_to_name(CHURN_CLASSES, work)
+        archive_model(MODEL, model_file, handler, work / "store", extra_files=[handler_file("batch_safe"), labels])
+        server = TorchServe(work / "store", work / "server", models=[f"{MODEL}.mar"], startup_timeout_s=60,
+                            settings={MODEL: ModelSettings(batch_size=4, max_batch_delay_ms=300)})
+        try:
+            server.start()
+        except (TimeoutError, RuntimeError) as err:
+            raise Fail("the worker never became READY: your handler fails at import or initialize. "
+                       "Run it with run_handler_locally() to see the traceback. "
+                       + str(err).splitlines()[0]) from None
+        state["server"] = server
+
+    def post(body: bytes) -> requests.Response:
+        server = state["server"]
+        return requests.post(f"{server.inference_url}/predictions/{MODEL}", data=body, timeout=30,
+                             headers={**server.headers("inference"), "Content-Type": "text/csv"})
+
+    def answer_for(text: str) -> dict:
+        response = post(text.encode())
+        if response.status_code == 503:
+            error = last_worker_error(state["server"]) or "see logs/model_log.log"
+            raise Fail(f"expected HTTP 200 for {text.strip()!r}, got 503: your handler raised {error}; "
+                       "run it with run_handler_locally() to see the traceback")
+        expect(response.status_code == 200, f"expected HTTP 200 for {text.strip()!r}, got {response.status_code}: "
+               f"{message_of(response)}; parse_row must return a float tensor of shape (4,)")
+        return response.json()
+
+    def valid_row() -> None:
+        body = answer_for("24,80.5,2,12")
+        expect(isinstance(body, dict) and "prediction" in body and "class_name" in body,
+               f"answer must be a dict with 'prediction' and 'class_name' (describe() of ChurnHandler), got {body}")
+        expect(body["prediction"] == expected["24,80.5,2,12"],
+               f"predicted {body['prediction']}, the model says {expected['24,80.5,2,12']}: "
+               "keep the column order tenure_months,monthly_charges,support_calls,contract_months")
+
+    def tolerant_rows() -> None:
+        for text, wanted in expected.items():
+            got = answer_for(text)["prediction"]
+            expect(got == wanted, f"for {text.strip()!r} predicted {got}, expected {wanted}: strip spaces and the newline")
+
+    def rejected(body: bytes, must_mention: tuple[str, ...], hint: str) -> None:
+        response = post(body)
+        expect(response.status_code == 400,
+               f"expected HTTP 400 for {body[:40]!r}, got {response.status_code}: {hint}")
+        message = message_of(response)
+        missing = [word for word in must_mention if word.lower() not in message.lower()]
+        expect(not missing, f"the 400 message {message!r} should mention {missing} so the client knows what to fix")
+
+    def mixed_batch() -> None:
+        bodies = [b"24,80.5,2,12", b"1,2,3", b"60,20,0,24", b"a,b,c,d"]
+        with ThreadPoolExecutor(len(bodies)) as pool:
+            codes = [r.status_code for r in pool.map(post, bodies)]
+        expect(codes == [200, 400, 200, 400], f"4 requests sent together (2 good, 2 bad) got {codes}, expected "
+               "[200, 400, 200, 400]: raise BadRequest for bad rows instead of failing the batch")
+
+    def worker_survives() -> None:
+        server = state["server"]
+        description = requests.get(f"{server.management_url}/models/{MODEL}", headers=server.headers("management"),
+                                   timeout=10).json()[0]
+        workers = description["workers"]
+        expect(len(workers) == 1 and workers[0]["status"] == "READY",
+               f"after the bad requests the worker is {[w['status'] for w in workers]}, expected one READY worker")
+        answer_for("24,80.5,2,12")
+
+    def serves_and_predicts() -> None:
+        serves()
+        valid_row()
+
+    checks = [
+        Check("1.1", 2, "the handler loads and a valid CSV row gets HTTP 200 with the model's prediction",
+              serves_and_predicts),
+        Check("1.2", 1, "spaces and a trailing newline are tolerated", tolerant_rows, ("1.1",)),
+        Check("1.3", 2, "a row with 3 values gets HTTP 400 that names the expected count 4",
+              lambda: rejected(b"1,2,3", ("4",), "check the number of fields"), ("1.1",)),
+        Check("1.4", 2, "a non-numeric value gets HTTP 400 that names the column",
+              lambda: rejected(b"24,lots,2,12", ("monthly_charges",), "convert with float() and catch ValueError"),
+              ("1.1",)),
+        Check("1.5", 1, "an empty body gets HTTP 400", lambda: rejected(b"", (), "reject empty input"), ("1.1",)),
+        Check("1.6", 1, "nan/inf values get HTTP 400 that names the column",
+              lambda: rejected(b"24,nan,2,inf", ("monthly_charges",), "float('nan') parses: check math.isfinite"),
+              ("1.1",)),
+        Check("1.7", 1, "bytes that are not UTF-8 text get HTTP 400",
+              lambda: rejected(b"\xff\xfe\x00bad", (), "decode bytes with .decode('utf-8') and catch UnicodeDecodeError"),
+              ("1.1",)),
+        Check("1.8", 2, "in one batch, good rows get 200 while bad rows get 400", mixed_batch, ("1.1",)),
+        Check("1.9", 1, "the same worker is still READY and predicting afterwards", worker_survives, ("1.1",)),
+    ]
+    try:
+        return run_checks(checks, show=show)
+    finally:
+        if "server" in state:
+            state["server"].stop()
