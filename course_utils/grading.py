@@ -55,7 +55,7 @@ class Verdict:
     def line(self) -> str:
         """The one line a grader cell prints for this check."""
         text = f"{PASS if self.passed else FAIL} {self.check_id} [{self.score}/{self.points}] {self.description}"
-        return text if self.passed else f"{text} — {' '.join(self.reason.split())}"
+        return text if self.passed else f"{text} — {self.reason}"
 
 
 def explain_exception(err: BaseException) -> str:
@@ -79,7 +79,8 @@ def run_check(check: Check, failed: set[str]) -> Verdict:
     try:
         check.test()
     except Exception as err:  # the learner's code may raise anything
-        return Verdict(check.check_id, check.points, False, check.description, explain_exception(err))
+        reason = " ".join(explain_exception(err).split())  # one verdict, one line
+        return Verdict(check.check_id, check.points, False, check.description, reason)
     return Verdict(check.check_id, check.points, True, check.description)
 
 

@@ -1,0 +1,50 @@
+"""Shared fixtures, and a guard: no TorchServe process may outlive the test run."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+SERVER_MARKERS = ("org.pytorch.serve.ModelServer", "ts/model_service_worker.py")
+_START = time.time()
+
+
+def server_processes(since: float) -> list[psutil.Process]:
+    """TorchServe java/worker processes created after `since`."""
+    found = []
+    for process in psutil.process_iter(["cmdline", "create_time"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if process.info["create_time"] >= since and any(marker in cmdline for marker in SERVER_MARKERS):
+            found.append(process)
+    return found
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if hasattr(session.config, "workerinput"):
+        return  # an xdist worker: the controller checks once all workers are done
+    deadline = time.time() + 15  # servers stopped at kernel exit may still be shutting down
+    while server_processes(_START) and time.time() < deadline:
+        time.sleep(0.5)
+    leftovers = server_processes(_START)
+    if leftovers:
+        for process in leftovers:
+            process.kill()
+        print(f"\nERROR: {len(leftovers)} TorchServe process(es) outlived the tests (killed now): "
+              f"{[p.pid for p in leftovers]}")
+        session.exitstatus = 1
+
+
+@pytest.fixture(scope="session")
+def churn_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A TorchScript churn model, its labels and the course handlers, in a temp folder."""
+    from course_utils.archiver import handler_file, save_torchscript, write_index_to_name
+    from course_utils.data import CHURN_CLASSES
+    from course_utils.models import train_churn_model
+
+    folder = tmp_path_factory.mktemp("churn")
+    return {"model": save_torchscript(train_churn_model().model, folder / "churn.pt"),
+            "labels": write_index_to_name(CHURN_CLASSES, folder),
+            "handler": handler_file("churn_handler"), "base": handler_file("batch_safe")}

@@ -1,0 +1,62 @@
+"""Exercise integrity: exercises/ is generated from solutions/, an unmodified exercise fails every
+grader, and a correct answer written differently from the reference passes."""
+
+from pathlib import Path
+
+import pytest
+
+from course_utils.notebook_runner import execute, is_grader_cell
+from course_utils.grading import parse_verdicts
+from course_utils.release import EXERCISES_DIR, SOLUTIONS_DIR, stale_exercises, strip_solution_regions
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_solution_regions_become_stubs_at_their_indentation():
+    source = "def f():\n    x = 1\n    ### BEGIN SOLUTION\n    return x\n    ### END SOLUTION\n"
+    assert strip_solution_regions(source) == "def f():\n    x = 1\n    # YOUR CODE HERE\n    raise NotImplementedError()"
+    assert strip_solution_regions("a\n### BEGIN SOLUTION\nb\n### END SOLUTION", markdown=True) == "a\nYOUR ANSWER HERE"
+
+
+@pytest.mark.parametrize("source, problem", [("### BEGIN SOLUTION\nx", "never closed"),
+                                             ("### END SOLUTION", "without a"),
+                                             ("### BEGIN SOLUTION\n### BEGIN SOLUTION", "inside another")])
+def test_broken_markers_are_reported(source, problem):
+    with pytest.raises(ValueError, match=problem):
+        strip_solution_regions(source)
+
+
+def test_exercises_are_in_sync_with_solutions():
+    assert stale_exercises() == [], "run `python -m course_utils release` and commit exercises/"
+    assert {p.name for p in EXERCISES_DIR.glob("ex*.ipynb")} == {p.name for p in SOLUTIONS_DIR.glob("ex*.ipynb")}
+
+
+@pytest.mark.parametrize("notebook", sorted(p.name for p in EXERCISES_DIR.glob("ex*.ipynb")))
+def test_unmodified_exercise_fails_every_grader_cell(notebook, tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_WORK_DIR", str(tmp_path))
+    cells = execute(EXERCISES_DIR / notebook)
+    graders = [cell for cell in cells if is_grader_cell(cell.source)]
+    assert graders, f"{notebook} has no grader cells (they start with '# GRADER')"
+    for cell in graders:
+        verdicts = parse_verdicts(cell.text)
+        assert verdicts, f"a grader cell printed no verdicts: {cell.error or cell.text[:300]}"
+        assert not any(v.passed for v in verdicts), [v.line() for v in verdicts if v.passed]
+
+
+def test_a_differently_written_correct_handler_passes_ex01(tmp_path):
+    from course_utils.checks import ex01_custom_handler
+
+    verdicts = ex01_custom_handler.grade(FIXTURES / "ex01_alternative_handler.py", tmp_path, show=False)
+    assert all(v.passed for v in verdicts), [v.line() for v in verdicts if not v.passed]
+
+
+def test_a_broken_handler_fails_ex01_with_a_useful_reason(tmp_path):
+    from course_utils.checks import ex01_custom_handler
+
+    broken = tmp_path / "broken.py"
+    broken.write_text((FIXTURES / "ex01_alternative_handler.py").read_text().replace(
+        'raise BadRequest(f"need exactly 4 values', 'raise ValueError(f"need exactly 4 values'))
+    verdicts = {v.check_id: v for v in ex01_custom_handler.grade(broken, tmp_path / "grading", show=False)}
+    assert verdicts["1.1"].passed
+    assert not verdicts["1.3"].passed and "expected HTTP 400" in verdicts["1.3"].reason
+    assert not verdicts["1.8"].passed  # a ValueError fails the whole batch

@@ -1,0 +1,20 @@
+from course_utils.grading import Check, Fail, parse_verdicts, run_checks
+
+
+def test_verdict_lines_round_trip_and_dependencies_skip(capsys):
+    def broken():
+        raise NotImplementedError()
+
+    def wrong():
+        raise Fail("expected 400, got 503\n(with a second line)")
+
+    verdicts = run_checks([Check("1.1", 2, "works", lambda: None), Check("1.2", 1, "stub", broken),
+                           Check("1.3", 3, "wrong", wrong), Check("1.4", 1, "needs 1.3", lambda: None, ("1.3",)),
+                           Check("1.5", 1, "crash", lambda: 1 / 0)])
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0] == "✅ 1.1 [2/2] works"
+    assert "not implemented yet" in printed and "skipped: needs check 1.3" in printed
+    assert "your code raised ZeroDivisionError" in printed
+    assert "expected 400, got 503 (with a second line)" in printed  # one line per verdict
+    assert printed.splitlines()[-1] == "Score: 2/8"
+    assert parse_verdicts(printed) == verdicts

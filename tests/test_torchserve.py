@@ -1,0 +1,76 @@
+"""The TorchServe manager against the real server: isolation, auth, readiness errors, cleanup."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import psutil
+import pytest
+import requests
+
+from course_utils.archiver import archive_model
+from course_utils.ports import port_is_free
+from course_utils.torchserve import ModelSettings, TorchServe
+
+
+@pytest.fixture(scope="module")
+def store(churn_files, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("store")
+    archive_model("churn", churn_files["model"], churn_files["handler"], folder,
+                  extra_files=[churn_files["base"], churn_files["labels"]])
+    broken = folder.parent / "broken_handler.py"
+    broken.write_text("import not_a_module_anywhere\n")
+    archive_model("broken", churn_files["model"], broken, folder)
+    return folder
+
+
+def test_two_servers_side_by_side_then_nothing_left(store, tmp_path):
+    servers = [TorchServe(store, tmp_path / f"s{i}", models=["churn.mar"]) for i in range(2)]
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(TorchServe.start, servers))
+    pids, ports = [], []
+    for server in servers:
+        answer = requests.post(f"{server.inference_url}/predictions/churn", json=[24, 80.5, 2, 12],
+                               headers=server.headers("inference"), timeout=10)
+        assert answer.status_code == 200
+        pids += server.pids()
+        ports += list(server.ports.values())[:5]
+    assert len(set(ports)) == 10
+    for server in servers:
+        server.stop()
+    assert not [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+    assert all(port_is_free(port) for port in ports)
+
+
+def test_token_auth_is_on_and_keys_are_not_interchangeable(store, tmp_path):
+    with TorchServe(store, tmp_path / "auth", models=["churn.mar"]) as server:
+        url = f"{server.inference_url}/predictions/churn"
+        assert requests.post(url, json=[1, 2, 3, 4], timeout=10).status_code == 400
+        assert requests.post(url, json=[1, 2, 3, 4], headers=server.headers("management"), timeout=10).status_code == 400
+        assert requests.post(url, json=[1, 2, 3, 4], headers=server.headers("inference"), timeout=10).status_code == 200
+        assert requests.get(f"{server.metrics_url}/metrics", timeout=10).status_code == 200
+        register = requests.post(f"{server.management_url}/models", params={"url": "churn.mar"},
+                                 headers=server.headers("management"), timeout=10)
+        assert register.status_code == 405  # model API off by default
+
+
+def test_allowed_urls_refuse_outside_archives(store, tmp_path):
+    with TorchServe(store, tmp_path / "urls", enable_model_api=True) as server:
+        refused = requests.post(f"{server.management_url}/models", params={"url": "http://127.0.0.1:9/x.mar"},
+                                headers=server.headers("management"), timeout=10)
+        assert refused.status_code == 404 and "allowed URL" in refused.json()["message"]
+
+
+def test_a_model_that_never_gets_ready_times_out_with_the_model_log(store, tmp_path):
+    server = TorchServe(store, tmp_path / "broken", models=["broken.mar"], startup_timeout_s=15)
+    with pytest.raises(TimeoutError, match="(?s)READY worker for model 'broken'.*not_a_module_anywhere"):
+        server.start()
+    assert server.process is None and server.pids() == []
+
+
+def test_clear_errors_for_a_missing_archive_and_misnamed_settings(store, tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.mar is not in the model store"):
+        TorchServe(store, tmp_path / "x", models=["nope.mar"])
+    server = TorchServe(store, tmp_path / "y", models=["churn.mar"], settings={"chrun": ModelSettings()})
+    server.ports = dict.fromkeys(["inference", "management", "metrics", "grpc_inference", "grpc_management",
+                                  "workers"], 1)
+    with pytest.raises(ValueError, match="settings keys must be model names"):
+        server.config()
