@@ -1,10 +1,14 @@
-"""Figures for the lessons: the TorchServe architecture and measured comparisons."""
+"""Figures for the lessons: the TorchServe architecture and measured comparisons.
+
+Functions return a matplotlib Figure that is not registered with pyplot, so a
+notebook shows it exactly once: as the value of the cell's last expression.
+"""
 
 from __future__ import annotations
 
 from typing import Sequence
 
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 
 
@@ -17,12 +21,13 @@ def _arrow(ax, start: tuple[float, float], end: tuple[float, float]) -> None:
     ax.annotate("", xy=end, xytext=start, arrowprops={"arrowstyle": "->", "lw": 1.2})
 
 
-def torchserve_architecture_figure():
+def torchserve_architecture_figure() -> Figure:
     """Draw TorchServe: client, Java frontend (REST/gRPC APIs, queues), Python workers, model store.
 
     Introduced in 01_torchserve_architecture.
     """
-    fig, ax = plt.subplots(figsize=(10, 5.5))
+    fig = Figure(figsize=(10, 5.5))
+    ax = fig.subplots()
     ax.set_xlim(0, 10)
     ax.set_ylim(0, 6.2)
     ax.axis("off")
@@ -49,13 +54,14 @@ def torchserve_architecture_figure():
     return fig
 
 
-def plot_latency_throughput(rows: Sequence[dict], title: str):
+def plot_latency_throughput(rows: Sequence[dict], title: str) -> Figure:
     """Bar charts of throughput and p50/p99 latency for rows produced by LoadResult.summary().
 
     Introduced in 03_archiving_and_deployment.
     """
     labels = [f"{r['setting']}\nc={r['concurrency']}" for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    left, right = fig.subplots(1, 2)
     left.bar(labels, [r["throughput_rps"] for r in rows], color="#4c72b0")
     left.set_ylabel("requests / second")
     left.set_title("throughput (higher is better)")
