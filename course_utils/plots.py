@@ -1,13 +1,15 @@
 """Figures for the lessons: the TorchServe architecture and measured comparisons.
 
-Functions return a matplotlib Figure that is not registered with pyplot, so a
-notebook shows it exactly once: as the value of the cell's last expression.
+Functions return a closed matplotlib Figure (created with pyplot, then
+plt.close), so a notebook shows it exactly once: as the value of the cell's
+last expression, not again by pyplot's automatic display.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
+import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 
@@ -26,8 +28,8 @@ def torchserve_architecture_figure() -> Figure:
 
     Introduced in 01_torchserve_architecture.
     """
-    fig = Figure(figsize=(10, 5.5))
-    ax = fig.subplots()
+    fig, ax = plt.subplots(figsize=(10, 5.5))
+    plt.close(fig)
     ax.set_xlim(0, 10)
     ax.set_ylim(0, 6.2)
     ax.axis("off")
@@ -60,8 +62,8 @@ def plot_latency_throughput(rows: Sequence[dict], title: str) -> Figure:
     Introduced in 03_archiving_and_deployment.
     """
     labels = [f"{r['setting']}\nc={r['concurrency']}" for r in rows]
-    fig = Figure(figsize=(11, 4))
-    left, right = fig.subplots(1, 2)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    plt.close(fig)
     left.bar(labels, [r["throughput_rps"] for r in rows], color="#4c72b0")
     left.set_ylabel("requests / second")
     left.set_title("throughput (higher is better)")
