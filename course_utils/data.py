@@ -87,7 +87,7 @@ def digit_to_png(image: np.ndarray, path: Path, scale: int = DIGIT_PNG_SCALE) ->
     gray = np.clip(np.round(pixels * 255), 0, 255).astype(np.uint8)
     big = np.kron(gray, np.ones((scale, scale), dtype=np.uint8))
     path = Path(path)
-    Image.fromarray(big, mode="L").save(path)
+    Image.fromarray(big).save(path)  # 2-D uint8 -> grayscale "L"
     return path
 
 

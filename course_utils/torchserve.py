@@ -22,7 +22,6 @@ import json
 import re
 import shlex
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -189,13 +188,12 @@ class TorchServe:
         names = ["inference", "management", "metrics", "grpc_inference", "grpc_management", "workers"]
         self.ports = dict(zip(names, free_ports(len(names))))
         self.config_path.write_text("".join(f"{k}={v}\n" for k, v in self.config().items()))
-        launcher_log = open(self.log_dir / "launcher.log", "ab")
         # --start returns at once and leaves java running; its own session keeps it
         # alive when the notebook cell's terminal closes. Output goes to a file:
         # a pipe would make subprocess.run wait for java forever.
-        subprocess.run([tool("torchserve"), *self.command()[1:]], cwd=self.work_dir, env=self._env(),
-                       stdout=launcher_log, stderr=subprocess.STDOUT, start_new_session=True, check=False)
-        launcher_log.close()
+        with open(self.log_dir / "launcher.log", "ab") as launcher_log:
+            subprocess.run([tool("torchserve"), *self.command()[1:]], cwd=self.work_dir, env=self._env(),
+                           stdout=launcher_log, stderr=subprocess.STDOUT, start_new_session=True, check=False)
         _RUNNING.append(self)
         try:
             self.process = wait_until(self._java_process, 30, "the TorchServe java frontend to start",
@@ -366,13 +364,6 @@ def wait_for_workers(server: TorchServe, model: str, count: int, timeout_s: floa
 
     return wait_until(settled, timeout_s, f"{count} READY workers for {model!r}",
                       on_timeout=lambda: server.log_tail("model_log.log"))
-
-
-def timed_get(url: str, **kwargs: Any) -> tuple[requests.Response, float]:
-    """GET `url` and return the response with the elapsed wall time in milliseconds."""
-    start = time.perf_counter()
-    response = requests.get(url, **kwargs)
-    return response, (time.perf_counter() - start) * 1000
 
 
 def logged_batch_sizes(server: TorchServe, model: str) -> list[int]:
