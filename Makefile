@@ -6,6 +6,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.course-installed
 PYTEST_ARGS ?=
+# JupyterLab refuses to run as root unless told to (containers, CI machines).
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: setup lab test release grade doctor clean
 
@@ -21,8 +23,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e .
 	touch $(STAMP)
 
+# JupyterLab listens on 127.0.0.1 only; its terminals find torchserve & co. on PATH.
 lab: setup
-	$(VENV)/bin/jupyter lab --ip 127.0.0.1 notebooks/
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/jupyter lab --ip 127.0.0.1 --ServerApp.root_dir="$(CURDIR)" $(ALLOW_ROOT)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
