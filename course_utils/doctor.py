@@ -44,13 +44,13 @@ def _run(command: list[str]) -> str | None:
     return (done.stdout + done.stderr) if done.returncode == 0 else None
 
 
-def check_python() -> Finding:
+def _check_python() -> Finding:
     version = ".".join(map(str, sys.version_info[:3]))
     return Finding("Python 3.11", sys.version_info[:2] == (3, 11), f"{version} at {sys.executable}",
                    "install Python 3.11: `conda env create -f environment.yml`, or `apt install python3.11 python3.11-venv`")
 
 
-def check_java() -> Finding:
+def _check_java() -> Finding:
     java = shutil.which("java")
     output = _run([java, "-version"]) if java else None
     match = re.search(r'version "(\d+)', output or "")
@@ -60,7 +60,7 @@ def check_java() -> Finding:
                    "`sudo apt-get install -y openjdk-17-jre-headless`, or `conda install -c conda-forge openjdk=17`")
 
 
-def check_libpython() -> Finding:
+def _check_libpython() -> Finding:
     shared = bool(sysconfig.get_config_var("Py_ENABLE_SHARED"))
     libdir = sysconfig.get_config_var("LIBDIR")
     name = sysconfig.get_config_var("LDLIBRARY") or ""
@@ -71,7 +71,7 @@ def check_libpython() -> Finding:
                    "pyenv with PYTHON_CONFIGURE_OPTS=--enable-shared")
 
 
-def check_package(dist: str, wanted: str | None = None, level: str = REQUIRED) -> Finding:
+def _check_package(dist: str, wanted: str | None = None, level: str = REQUIRED) -> Finding:
     try:
         version = importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
@@ -81,13 +81,13 @@ def check_package(dist: str, wanted: str | None = None, level: str = REQUIRED) -
                    f"pip install {dist}=={wanted} (install torch first)" if wanted else "run `make setup`", level)
 
 
-def check_gpu() -> Finding:
+def _check_gpu() -> Finding:
     output = _run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"])
     return Finding("NVIDIA GPU", output is not None, output.strip() if output else "no nvidia-smi / no GPU",
                    "optional: the GPU docker stack and TensorRT need one; every lesson runs on CPU", OPTIONAL)
 
 
-def check_tensorrt() -> Finding:
+def _check_tensorrt() -> Finding:
     try:
         version = importlib.metadata.version("tensorrt")
     except importlib.metadata.PackageNotFoundError:
@@ -97,14 +97,14 @@ def check_tensorrt() -> Finding:
                    OPTIONAL)
 
 
-def check_docker() -> Finding:
+def _check_docker() -> Finding:
     output = _run(["docker", "info", "--format", "{{.ServerVersion}}"])
     return Finding("Docker engine", output is not None,
                    f"server {output.strip()}" if output else "no running Docker engine",
                    "optional: only the GPU docker-compose stack needs it", OPTIONAL)
 
 
-def check_loopback_port() -> Finding:
+def _check_loopback_port() -> Finding:
     try:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
@@ -114,15 +114,18 @@ def check_loopback_port() -> Finding:
         return Finding("free ports on 127.0.0.1", False, str(err), "check the loopback interface (`ip addr show lo`)")
 
 
-def check_disk(minimum_gb: float = 5.0) -> Finding:
+def _check_disk(minimum_gb: float = 5.0) -> Finding:
     free_gb = shutil.disk_usage(Path(__file__).resolve().parent).free / 1e9
     return Finding(f"free disk >= {minimum_gb:.0f} GB", free_gb >= minimum_gb, f"{free_gb:.1f} GB free",
                    "free some space: model stores and logs live under work/")
 
 
 def prerequisite_findings() -> list[Finding]:
-    """What must exist before `make setup` can install the course."""
-    return [check_python(), check_java(), check_libpython()]
+    """What must exist before `make setup` can install the course (Python, Java, libpython).
+
+    Introduced in 00_setup.
+    """
+    return [_check_python(), _check_java(), _check_libpython()]
 
 
 def all_findings() -> list[Finding]:
@@ -131,10 +134,10 @@ def all_findings() -> list[Finding]:
     Introduced in 00_setup.
     """
     return [*prerequisite_findings(),
-            check_package("torch", "2.13.0"), check_package("torchserve", "0.12.0"),
-            check_package("torch-model-archiver", "0.12.0"), check_package("onnxruntime"),
-            check_package("nbval"), check_loopback_port(), check_disk(),
-            check_gpu(), check_tensorrt(), check_docker()]
+            _check_package("torch", "2.13.0"), _check_package("torchserve", "0.12.0"),
+            _check_package("torch-model-archiver", "0.12.0"), _check_package("onnxruntime"),
+            _check_package("nbval"), _check_loopback_port(), _check_disk(),
+            _check_gpu(), _check_tensorrt(), _check_docker()]
 
 
 def format_table(findings: list[Finding]) -> str:
@@ -151,7 +154,10 @@ def format_table(findings: list[Finding]) -> str:
 
 
 def main(prereqs_only: bool = False) -> int:
-    """Print the table; exit status 1 when a required check fails."""
+    """Print the table; exit status 1 when a required check fails.
+
+    Introduced in 00_setup.
+    """
     findings = prerequisite_findings() if prereqs_only else all_findings()
     print(format_table(findings))
     missing = [f for f in findings if not f.ok and f.level == REQUIRED]

@@ -36,7 +36,10 @@ def grade_notebook(path: Path) -> ExerciseScore:
 
 
 def score_table(scores: list[ExerciseScore]) -> str:
-    """A text table: one row per exercise with its checks passed and points."""
+    """A text table: one row per exercise with its checks passed and points.
+
+    Introduced in ex01_custom_handler.
+    """
     rows = [("exercise", "checks passed", "points")]
     for s in scores:
         rows.append((s.name, f"{sum(v.passed for v in s.verdicts)}/{len(s.verdicts)}", f"{s.score}/{s.points}"))
@@ -46,7 +49,10 @@ def score_table(scores: list[ExerciseScore]) -> str:
 
 
 def grade_main(targets: list[Path]) -> int:
-    """Grade notebooks (default: every exercises/ex*.ipynb) and print the table."""
+    """Grade notebooks (default: every exercises/ex*.ipynb) and print the table.
+
+    Introduced in ex01_custom_handler.
+    """
     paths: list[Path] = []
     for target in targets or [EXERCISES_DIR]:
         paths += sorted(target.glob("ex*.ipynb")) if target.is_dir() else [target]

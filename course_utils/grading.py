@@ -58,7 +58,7 @@ class Verdict:
         return text if self.passed else f"{text} — {self.reason}"
 
 
-def explain_exception(err: BaseException) -> str:
+def _explain(err: BaseException) -> str:
     """Turn an exception from the learner's code into a short, actionable sentence."""
     if isinstance(err, Fail):
         return str(err)
@@ -70,7 +70,7 @@ def explain_exception(err: BaseException) -> str:
     return f"your code raised {type(err).__name__}{place}: {message}".rstrip(": ")
 
 
-def run_check(check: Check, failed: set[str]) -> Verdict:
+def _run_check(check: Check, failed: set[str]) -> Verdict:
     """Run one check; a check whose prerequisite failed is not run and fails with that reason."""
     blocked = [c for c in check.requires if c in failed]
     if blocked:
@@ -79,7 +79,7 @@ def run_check(check: Check, failed: set[str]) -> Verdict:
     try:
         check.test()
     except Exception as err:  # the learner's code may raise anything
-        reason = " ".join(explain_exception(err).split())  # one verdict, one line
+        reason = " ".join(_explain(err).split())  # one verdict, one line
         return Verdict(check.check_id, check.points, False, check.description, reason)
     return Verdict(check.check_id, check.points, True, check.description)
 
@@ -92,7 +92,7 @@ def run_checks(checks: Iterable[Check], show: bool = True) -> list[Verdict]:
     verdicts: list[Verdict] = []
     failed: set[str] = set()
     for check in checks:
-        verdict = run_check(check, failed)
+        verdict = _run_check(check, failed)
         if not verdict.passed:
             failed.add(check.check_id)
         verdicts.append(verdict)
@@ -113,7 +113,10 @@ def expect(condition: bool, message: str) -> None:
 
 
 def parse_verdicts(text: str) -> list[Verdict]:
-    """Read verdict lines back from printed output (used by the grade command and tests)."""
+    """Read verdict lines back from printed output (used by the grade command and tests).
+
+    Introduced in ex01_custom_handler.
+    """
     verdicts = []
     for line in text.splitlines():
         match = VERDICT_LINE.match(line.strip())

@@ -18,14 +18,20 @@ PROTOS = ("inference.proto", "management.proto")
 
 
 def torchserve_jar() -> Path:
-    """Path of the TorchServe frontend jar in this environment."""
+    """Path of the TorchServe frontend jar in this environment.
+
+    Introduced in 03_archiving_and_deployment.
+    """
     import ts
 
     return Path(ts.__file__).parent / "frontend" / "model-server.jar"
 
 
 def protoc_command(proto_dir: Path, out_dir: Path) -> list[str]:
-    """The `python -m grpc_tools.protoc ...` command that generates the Python stubs."""
+    """The `python -m grpc_tools.protoc ...` command that generates the Python stubs.
+
+    Introduced in 03_archiving_and_deployment.
+    """
     import google.rpc  # googleapis-common-protos: provides google/rpc/status.proto
     import grpc_tools
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+from jupyter_client import KernelManager
 from nbclient import NotebookClient
 
 
@@ -19,7 +21,7 @@ class CellResult:
     error: str
 
 
-def output_text(cell: nbformat.NotebookNode) -> tuple[str, str]:
+def _output_text(cell: nbformat.NotebookNode) -> tuple[str, str]:
     """(printed text, error name and message) of one executed code cell."""
     texts, errors = [], []
     for output in cell.get("outputs", []):
@@ -41,18 +43,29 @@ def execute(path: Path, timeout_s: int = 600, env: dict[str, str] | None = None)
     previous = dict(os.environ)
     os.environ.update(env or {})
     try:
-        NotebookClient(notebook, timeout=timeout_s, allow_errors=True, kernel_name="python3",
-                       resources={"metadata": {"path": str(Path(path).parent)}}).execute()
+        with tempfile.TemporaryDirectory(prefix="kernel-") as sockets:
+            # IPC transport: local socket files instead of TCP ports (and no TCP warning).
+            kernel = KernelManager(kernel_name="python3", transport="ipc",
+                                   connection_file=str(Path(sockets) / "kernel.json"))
+            try:
+                NotebookClient(notebook, km=kernel, timeout=timeout_s, allow_errors=True,
+                               resources={"metadata": {"path": str(Path(path).parent)}}).execute()
+            finally:
+                if kernel.has_kernel:
+                    kernel.shutdown_kernel()
     finally:
         os.environ.clear()
         os.environ.update(previous)
     results = []
     for cell in notebook.cells:
         if cell.cell_type == "code":
-            results.append(CellResult(cell.source, *output_text(cell)))
+            results.append(CellResult(cell.source, *_output_text(cell)))
     return results
 
 
 def is_grader_cell(source: str) -> bool:
-    """Grader cells start with the comment line `# GRADER`."""
+    """Grader cells start with the comment line `# GRADER`.
+
+    Introduced in ex01_custom_handler.
+    """
     return source.lstrip().startswith("# GRADER")

@@ -53,7 +53,10 @@ def strip_solution_regions(source: str, markdown: bool = False) -> str:
 
 
 def student_copy(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Return the exercise version of a solution notebook (regions stubbed, outputs cleared)."""
+    """Return the exercise version of a solution notebook (regions stubbed, outputs cleared).
+
+    Introduced in ex01_custom_handler.
+    """
     exercise = nbformat.from_dict(solution)
     for cell in exercise.cells:
         cell.source = strip_solution_regions(cell.source, markdown=cell.cell_type == "markdown")
@@ -65,7 +68,10 @@ def student_copy(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def render(notebook: nbformat.NotebookNode) -> str:
-    """The exact text a notebook is written as (so two renders can be compared)."""
+    """The exact text a notebook is written as (so two renders can be compared).
+
+    Introduced in ex01_custom_handler.
+    """
     return nbformat.writes(notebook) + "\n"
 
 
@@ -84,7 +90,10 @@ def release(solutions_dir: Path = SOLUTIONS_DIR, exercises_dir: Path = EXERCISES
 
 
 def stale_exercises(solutions_dir: Path = SOLUTIONS_DIR, exercises_dir: Path = EXERCISES_DIR) -> list[str]:
-    """Names of exercise notebooks that are missing, extra or differ from a fresh release."""
+    """Names of exercise notebooks that are missing, extra or differ from a fresh release.
+
+    Introduced in ex01_custom_handler.
+    """
     problems = []
     expected = {p.name for p in solutions_dir.glob("ex*.ipynb")}
     for name in sorted(expected):

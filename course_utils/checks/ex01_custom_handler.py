@@ -23,7 +23,7 @@ MODEL = "churn_csv"
 GOOD_ROWS = {"24,80.5,2,12": [24, 80.5, 2, 12], " 3 , 110 , 5 , 1 \n": [3, 110, 5, 1], "60,20,0,24": [60, 20, 0, 24]}
 
 
-def message_of(response: requests.Response) -> str:
+def _message_of(response: requests.Response) -> str:
     """The "message" of a JSON error answer, else the body text (one line, shortened)."""
     try:
         body = response.json()
@@ -33,7 +33,7 @@ def message_of(response: requests.Response) -> str:
     return " ".join(text.split())[:200]
 
 
-def reference_predictions(model: torch.nn.Module) -> dict[str, int]:
+def _reference_predictions(model: torch.nn.Module) -> dict[str, int]:
     """The class the reference model predicts for each good CSV row."""
     with torch.inference_mode():
         return {text: int(model(torch.tensor([row], dtype=torch.float32)).argmax()) for text, row in GOOD_ROWS.items()}
@@ -50,7 +50,7 @@ def grade(handler: Path, work: Path, show: bool = True) -> list[Verdict]:
         shutil.rmtree(work)
     work.mkdir(parents=True)
     trained = train_churn_model()
-    expected = reference_predictions(trained.model)
+    expected = _reference_predictions(trained.model)
     state: dict = {}
 
     def serves() -> None:
@@ -82,7 +82,7 @@ def grade(handler: Path, work: Path, show: bool = True) -> list[Verdict]:
             raise Fail(f"expected HTTP 200 for {text.strip()!r}, got 503: your handler raised {error}; "
                        "run it with run_handler_locally() to see the traceback")
         expect(response.status_code == 200, f"expected HTTP 200 for {text.strip()!r}, got {response.status_code}: "
-               f"{message_of(response)}; parse_row must return a float tensor of shape (4,)")
+               f"{_message_of(response)}; parse_row must return a float tensor of shape (4,)")
         return response.json()
 
     def valid_row() -> None:
@@ -102,7 +102,7 @@ def grade(handler: Path, work: Path, show: bool = True) -> list[Verdict]:
         response = post(body)
         expect(response.status_code == 400,
                f"expected HTTP 400 for {body[:40]!r}, got {response.status_code}: {hint}")
-        message = message_of(response)
+        message = _message_of(response)
         missing = [word for word in must_mention if word.lower() not in message.lower()]
         expect(not missing, f"the 400 message {message!r} should mention {missing} so the client knows what to fix")
 

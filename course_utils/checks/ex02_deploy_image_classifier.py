@@ -19,14 +19,14 @@ from ..torchserve import TorchServe, wait_for_workers
 _TRAINED: list[Trained] = []
 
 
-def reference_model() -> Trained:
+def _reference_model() -> Trained:
     """The trained digit CNN (trained once per kernel, seeded)."""
     if not _TRAINED:
         _TRAINED.append(train_digit_cnn())
     return _TRAINED[0]
 
 
-def fresh_dir(path: Path) -> Path:
+def _fresh_dir(path: Path) -> Path:
     path = Path(path)
     if path.exists():
         shutil.rmtree(path)
@@ -39,8 +39,8 @@ def grade_export(export_torchscript: Callable, work: Path, show: bool = True) ->
 
     Introduced in ex02_deploy_image_classifier.
     """
-    work = fresh_dir(work)
-    trained = reference_model()
+    work = _fresh_dir(work)
+    trained = _reference_model()
     target = work / "digits.pt"
 
     def exported() -> None:
@@ -71,8 +71,8 @@ def grade_archive(build_archive: Callable, work: Path, show: bool = True) -> lis
 
     Introduced in ex02_deploy_image_classifier.
     """
-    work = fresh_dir(work)
-    model_file = save_torchscript(reference_model().model, work / "digits.pt")
+    work = _fresh_dir(work)
+    model_file = save_torchscript(_reference_model().model, work / "digits.pt")
     labels = write_index_to_name(DIGIT_CLASSES, work)
     state: dict = {}
 
@@ -103,8 +103,8 @@ def grade_serving(build_archive: Callable, predict_digit: Callable, scale_worker
 
     Introduced in ex02_deploy_image_classifier.
     """
-    work = fresh_dir(work)
-    trained = reference_model()
+    work = _fresh_dir(work)
+    trained = _reference_model()
     model_file = save_torchscript(trained.model, work / "digits.pt")
     labels = write_index_to_name(DIGIT_CLASSES, work)
     pngs = write_digit_pngs(work / "pngs", count=10)
