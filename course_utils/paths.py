@@ -24,6 +24,18 @@ def work_root() -> Path:
     return Path(override).resolve() if override else REPO_ROOT / "work"
 
 
+def empty_dir(path: Path) -> Path:
+    """Delete `path` if it exists and create it again, empty; return it.
+
+    Introduced in 00_setup.
+    """
+    path = Path(path)
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
 def work_dir(name: str, clean: bool = True) -> Path:
     """Return (and create) the work folder of one notebook, e.g. work/03_archiving.
 
@@ -35,7 +47,7 @@ def work_dir(name: str, clean: bool = True) -> Path:
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"work_dir name must be a plain folder name like '03_archiving', got {name!r}")
     path = work_root() / name
-    if clean and path.exists():
-        shutil.rmtree(path)
+    if clean:
+        return empty_dir(path)
     path.mkdir(parents=True, exist_ok=True)
     return path

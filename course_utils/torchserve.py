@@ -116,6 +116,11 @@ class TorchServe:
     def log_dir(self) -> Path:
         return self.work_dir / "logs"
 
+    @property
+    def tmp_dir(self) -> Path:
+        """TorchServe's private TMPDIR: its pid file, worker sockets and unpacked models."""
+        return self.work_dir / "tmp"
+
     # ----- configuration -----------------------------------------------------------
     def config(self) -> dict[str, str]:
         """The config.properties entries this server starts with, key by key."""
@@ -172,8 +177,8 @@ class TorchServe:
         return shlex.join(self.command())
 
     def _env(self) -> dict[str, str]:
-        tmp = self.work_dir / "tmp"
-        return tool_env(TMPDIR=str(tmp), TEMP=str(tmp), TMP=str(tmp),
+        tmp = str(self.tmp_dir)
+        return tool_env(TMPDIR=tmp, TEMP=tmp, TMP=tmp,
                         LOG_LOCATION=str(self.log_dir), METRICS_LOCATION=str(self.log_dir))
 
     # ----- lifecycle ---------------------------------------------------------------
@@ -182,7 +187,7 @@ class TorchServe:
         if self.process is not None:
             raise RuntimeError("this TorchServe is already running; call stop() first")
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        (self.work_dir / "tmp").mkdir(exist_ok=True)
+        self.tmp_dir.mkdir(exist_ok=True)
         self.log_dir.mkdir(exist_ok=True)
         (self.work_dir / "key_file.json").unlink(missing_ok=True)
         names = ["inference", "management", "metrics", "grpc_inference", "grpc_management", "workers"]
@@ -210,11 +215,12 @@ class TorchServe:
         return self
 
     def _java_process(self) -> psutil.Process | None:
-        pid_file = self.work_dir / "tmp" / ".model_server.pid"
-        if not pid_file.exists() or not pid_file.read_text().strip():
+        pid_file = self.tmp_dir / ".model_server.pid"
+        pid = pid_file.read_text().strip() if pid_file.exists() else ""
+        if not pid:
             return None
         try:
-            return psutil.Process(int(pid_file.read_text().strip()))
+            return psutil.Process(int(pid))
         except psutil.NoSuchProcess:
             raise RuntimeError(f"TorchServe exited during start.\n{self.log_tail()}") from None
 

@@ -6,7 +6,6 @@ by a real TorchServe (batch_size 4), then probed with good and bad requests.
 
 from __future__ import annotations
 
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from ..archiver import archive_model, handler_file, save_torchscript, write_inde
 from ..data import CHURN_CLASSES
 from ..grading import Check, Fail, Verdict, expect, run_checks
 from ..models import train_churn_model
+from ..paths import empty_dir
 from ..torchserve import ModelSettings, TorchServe, last_worker_error
 
 MODEL = "churn_csv"
@@ -45,10 +45,7 @@ def grade(handler: Path, work: Path, show: bool = True) -> list[Verdict]:
     Introduced in ex01_custom_handler.
     """
     handler = Path(handler)
-    work = Path(work)
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
+    work = empty_dir(work)
     trained = train_churn_model()
     expected = _reference_predictions(trained.model)
     state: dict = {}

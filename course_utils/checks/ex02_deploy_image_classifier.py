@@ -3,7 +3,6 @@ export the digit CNN, archive it, serve it, predict PNG files and scale workers.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -14,6 +13,7 @@ from ..archiver import archive_contents, handler_file, save_torchscript, write_i
 from ..data import DIGIT_CLASSES, write_digit_pngs
 from ..grading import Check, Fail, Verdict, expect, run_checks
 from ..models import Trained, train_digit_cnn
+from ..paths import empty_dir
 from ..torchserve import TorchServe, wait_for_workers
 
 _TRAINED: list[Trained] = []
@@ -26,20 +26,12 @@ def _reference_model() -> Trained:
     return _TRAINED[0]
 
 
-def _fresh_dir(path: Path) -> Path:
-    path = Path(path)
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
-    return path
-
-
 def grade_export(export_torchscript: Callable, work: Path, show: bool = True) -> list[Verdict]:
     """Part 1: export_torchscript(model, path) writes a TorchScript file that matches the model.
 
     Introduced in ex02_deploy_image_classifier.
     """
-    work = _fresh_dir(work)
+    work = empty_dir(work)
     trained = _reference_model()
     target = work / "digits.pt"
 
@@ -71,7 +63,7 @@ def grade_archive(build_archive: Callable, work: Path, show: bool = True) -> lis
 
     Introduced in ex02_deploy_image_classifier.
     """
-    work = _fresh_dir(work)
+    work = empty_dir(work)
     model_file = save_torchscript(_reference_model().model, work / "digits.pt")
     labels = write_index_to_name(DIGIT_CLASSES, work)
     state: dict = {}
@@ -103,7 +95,7 @@ def grade_serving(build_archive: Callable, predict_digit: Callable, scale_worker
 
     Introduced in ex02_deploy_image_classifier.
     """
-    work = _fresh_dir(work)
+    work = empty_dir(work)
     trained = _reference_model()
     model_file = save_torchscript(trained.model, work / "digits.pt")
     labels = write_index_to_name(DIGIT_CLASSES, work)
