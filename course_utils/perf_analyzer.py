@@ -1,0 +1,127 @@
+"""Run NVIDIA's real perf_analyzer (from the tritonclient 2.51.0 wheel) and read its CSV.
+
+The binary sits in this environment's bin/. It needs two shared libraries that the
+wheel does not bring, libb64.so.0d and libcudart.so.12 (it never touches a GPU for
+CPU models): nvidia-pytriton ships both under other file names, so
+`perf_analyzer_env()` links them into a folder on LD_LIBRARY_PATH.
+
+Settings that gave stable numbers on a 2-core machine: one perf_analyzer run per
+concurrency level, `--measurement-mode count_windows` with a fixed request count
+(time windows never stabilised), and a stability threshold of 20 %.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .paths import work_root
+from .tools import tool, tool_env
+
+# The libraries perf_analyzer asks for -> the prefix of the copy inside nvidia_pytriton.libs
+NEEDED_LIBRARIES = {"libb64.so.0d": "libb64-", "libcudart.so.12": "libcudart-"}
+
+
+class PerfAnalyzerError(RuntimeError):
+    """perf_analyzer failed; the message holds its output."""
+
+
+def perf_analyzer_env() -> dict[str, str]:
+    """Environment in which perf_analyzer starts: its two libraries linked onto LD_LIBRARY_PATH.
+
+    Introduced in 04_triton.
+    """
+    import pytriton
+
+    libs = Path(pytriton.__file__).resolve().parent.parent / "nvidia_pytriton.libs"
+    links = work_root() / ".perf_analyzer_libs"
+    links.mkdir(parents=True, exist_ok=True)
+    for name, prefix in NEEDED_LIBRARIES.items():
+        matches = sorted(libs.glob(f"{prefix}*"))
+        if not matches:
+            raise FileNotFoundError(f"{prefix}* not found in {libs}; reinstall nvidia-pytriton==0.7.0")
+        link = links / name
+        if not link.exists():
+            link.unlink(missing_ok=True)
+            link.symlink_to(matches[0])
+    previous = os.environ.get("LD_LIBRARY_PATH", "")
+    return tool_env(LD_LIBRARY_PATH=os.pathsep.join(p for p in [str(links), previous] if p))
+
+
+def perf_analyzer_command(model: str, url: str, csv_path: Path, *, concurrency: int = 1, protocol: str = "http",
+                          batch_size: int = 1, shapes: Sequence[str] = (), input_data: Path | None = None,
+                          service_kind: str = "triton", request_count: int = 500,
+                          extra: Sequence[str] = ()) -> list[str]:
+    """The perf_analyzer command line for one concurrency level.
+
+    `shapes` like ["input:4"] are needed only for dynamic dims; `input_data` is a
+    JSON file of inputs (for TorchServe: {"data": [{"TORCHSERVE_INPUT": ["file.json"]}]}).
+
+    Introduced in 04_triton.
+    """
+    if protocol not in ("http", "grpc"):
+        raise ValueError(f"protocol must be 'http' or 'grpc', got {protocol!r}")
+    command = [tool("perf_analyzer"), "-m", model, "-u", url, "-i", protocol,
+               "--service-kind", service_kind, "-b", str(batch_size),
+               "--concurrency-range", f"{concurrency}:{concurrency}",
+               "--measurement-mode", "count_windows", "--measurement-request-count", str(request_count),
+               "--stability-percentage", "20", "--max-trials", "10",
+               "-f", str(csv_path)]
+    for shape in shapes:
+        command += ["--shape", shape]
+    if input_data is not None:
+        command += ["--input-data", str(input_data)]
+    return command + list(extra)
+
+
+def read_perf_csv(path: Path) -> pd.DataFrame:
+    """perf_analyzer's CSV as a table: concurrency, throughput (infer/s) and latencies in ms.
+
+    Introduced in 04_triton.
+    """
+    raw = pd.read_csv(path)
+    table = pd.DataFrame({"concurrency": raw["Concurrency"].astype(int),
+                          "throughput": raw["Inferences/Second"].astype(float)})
+    for column in ("p50", "p90", "p95", "p99"):
+        table[f"{column}_ms"] = raw[f"{column} latency"] / 1000.0
+    if "Avg latency" in raw:
+        table["avg_ms"] = raw["Avg latency"] / 1000.0
+    if "Server Queue" in raw:
+        table["queue_ms"] = raw["Server Queue"] / 1000.0
+        table["compute_ms"] = raw["Server Compute Infer"] / 1000.0
+    return table
+
+
+def run_perf_analyzer(model: str, url: str, out_dir: Path, concurrencies: Sequence[int] = (1, 4, 8),
+                      label: str = "", **options) -> pd.DataFrame:
+    """Run perf_analyzer once per concurrency level (with a progress bar); return one table.
+
+    Keyword `options` go to perf_analyzer_command(). The commands run are kept in
+    out_dir/commands.txt. Raises PerfAnalyzerError with perf_analyzer's own output.
+
+    Introduced in 04_triton.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = perf_analyzer_env()
+    tables = []
+    for concurrency in tqdm(concurrencies, desc=f"perf_analyzer {label or model}", leave=False):
+        csv_path = out_dir / f"{label or model}_c{concurrency}.csv"
+        command = perf_analyzer_command(model, url, csv_path, concurrency=concurrency, **options)
+        with open(out_dir / "commands.txt", "a") as log:
+            log.write(shlex.join(command) + "\n")
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        if result.returncode != 0 or not csv_path.exists():
+            raise PerfAnalyzerError(f"perf_analyzer exited with {result.returncode} for {model!r} at "
+                                    f"concurrency {concurrency}:\n{(result.stdout + result.stderr)[-3000:]}")
+        tables.append(read_perf_csv(csv_path))
+    table = pd.concat(tables, ignore_index=True)
+    if label:
+        table.insert(0, "setup", label)
+    return table

@@ -1,0 +1,383 @@
+"""Start and stop a real Triton Inference Server from a notebook, or use an external one.
+
+Embedded mode (the default): the `tritonserver` 2.51 binary that the PyPI wheel
+`nvidia-pytriton` bundles, with its Python backend. What this module does for you:
+
+* a backend folder of symlinks: the python backend plus the stub built for this
+  Python version (the wheel keeps stubs for several versions apart);
+* PATH starts with this environment's bin/ (the stub's interpreter finds numpy,
+  onnxruntime and torch through the `python3` on PATH) and LD_LIBRARY_PATH holds this
+  Python's libpython;
+* every address on 127.0.0.1 and free ports; `--model-control-mode explicit`;
+* the repository you write is served through `serving_copy()`: models whose backend
+  this CPU build lacks (onnxruntime, pytorch) run in the Python backend, see
+  `course_utils.model_repository.serving_copy`;
+* readiness with a timeout whose error quotes the model's load error from the log;
+* stop: clients closed, SIGTERM, stub processes and this server's /dev/shm regions gone.
+
+External mode: set the environment variable TRITON_URL (HTTP, e.g. `localhost:8000`)
+and optionally TRITON_GRPC_URL (default: HTTP port + 1) and TRITON_METRICS_URL
+(default: HTTP port + 2). Then start()/stop() launch nothing, and the same notebook
+talks to that server (the GPU docker stack). Its model repository must be the one
+the notebook writes (the stack mounts work/ for this).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import sysconfig
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import psutil
+import requests
+
+from .ports import LOCALHOST, free_ports, wait_until
+from .tools import VENV_BIN, tool_env
+
+TRITON_URL_ENV = "TRITON_URL"
+SHM_DIR = Path("/dev/shm")
+_RUNNING: list["TritonServer"] = []
+
+
+class ModelLoadError(RuntimeError):
+    """Triton refused to load a model; the message holds the server's reason."""
+
+
+# ----- the bundled server ------------------------------------------------------------
+def triton_install_dir() -> Path:
+    """The tritonserver folder inside the nvidia-pytriton wheel (bin/, backends/, stubs).
+
+    Introduced in 04_triton.
+    """
+    try:
+        import pytriton
+    except ImportError:
+        raise FileNotFoundError("nvidia-pytriton is not installed; run `make setup` (or `pip install -e .`) "
+                                "from the repository root") from None
+    root = Path(pytriton.__file__).resolve().parent / "tritonserver"
+    if not (root / "bin" / "tritonserver").exists():
+        raise FileNotFoundError(f"no tritonserver binary under {root}; reinstall nvidia-pytriton==0.7.0")
+    return root
+
+
+def python_backend_dir(dest: Path) -> Path:
+    """Make `dest/python/` a Python backend for this interpreter (symlinks); return `dest`.
+
+    The wheel keeps one `triton_python_backend_stub` per Python version under
+    python_backend_stubs/3.X/; Triton looks for it next to libtriton_python.so.
+
+    Introduced in 04_triton.
+    """
+    root = triton_install_dir()
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = root / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.exists():
+        raise FileNotFoundError(f"nvidia-pytriton has no Python backend stub for Python {version} ({stub})")
+    backend = Path(dest) / "python"
+    backend.mkdir(parents=True, exist_ok=True)
+    for source in [*(root / "backends" / "python").glob("*.*"), stub]:
+        if source.name == "__pycache__":
+            continue
+        link = backend / source.name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(source)
+    return Path(dest)
+
+
+def triton_env() -> dict[str, str]:
+    """Environment for tritonserver: venv bin/ first on PATH, this Python's libpython found.
+
+    Introduced in 04_triton.
+    """
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    previous = os.environ.get("LD_LIBRARY_PATH", "")
+    return tool_env(LD_LIBRARY_PATH=os.pathsep.join(p for p in [libdir, previous] if p))
+
+
+def external_triton_urls() -> dict[str, str] | None:
+    """HTTP, gRPC and metrics addresses of an external server from TRITON_URL, or None.
+
+    Introduced in 04_triton.
+    """
+    url = os.environ.get(TRITON_URL_ENV, "").strip()
+    if not url:
+        return None
+    host_port = url.split("://", 1)[-1].rstrip("/")
+    host, _, port = host_port.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"{TRITON_URL_ENV}={url!r} is not host:port; set it like TRITON_URL=localhost:8000")
+    metrics = os.environ.get("TRITON_METRICS_URL", f"{host}:{int(port) + 2}")
+    return {"http": host_port, "grpc": os.environ.get("TRITON_GRPC_URL", f"{host}:{int(port) + 1}"),
+            "metrics": metrics.split("://", 1)[-1].rstrip("/")}
+
+
+@dataclass
+class TritonServer:
+    """A real tritonserver on 127.0.0.1 (or the external server named by TRITON_URL).
+
+    `repository` is the model repository you write (production configs); `models`
+    are loaded at start. Use it as a context manager or call start()/stop().
+
+    Introduced in 04_triton.
+    """
+
+    repository: Path
+    work_dir: Path
+    models: Sequence[str] = ()
+    startup_timeout_s: float = 120.0
+    extra_args: Sequence[str] = ()
+    process: subprocess.Popen | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.repository = Path(self.repository).resolve()
+        self.work_dir = Path(self.work_dir).resolve()
+        if not self.repository.is_dir():
+            raise FileNotFoundError(f"model repository {self.repository} does not exist; create it and "
+                                    "write a model folder (config.pbtxt + 1/) into it")
+        self.external = external_triton_urls()
+        self.ports: dict[str, int] = {}
+        self.adaptations: list[str] = []
+        self._shm_prefix = f"course_{uuid.uuid4().hex[:8]}_"
+        self._clients: list[Any] = []
+
+    # ----- addresses (tritonclient takes host:port, no scheme) --------------------------
+    @property
+    def http_url(self) -> str:
+        return self.external["http"] if self.external else f"{LOCALHOST}:{self.ports['http']}"
+
+    @property
+    def grpc_url(self) -> str:
+        return self.external["grpc"] if self.external else f"{LOCALHOST}:{self.ports['grpc']}"
+
+    @property
+    def metrics_url(self) -> str:
+        host = self.external["metrics"] if self.external else f"{LOCALHOST}:{self.ports['metrics']}"
+        return f"http://{host}/metrics"
+
+    @property
+    def served_repository(self) -> Path:
+        """The folder tritonserver reads: a serving copy of `repository` (embedded mode)."""
+        return self.repository if self.external else self.work_dir / "served_repository"
+
+    @property
+    def log_path(self) -> Path:
+        return self.work_dir / "tritonserver.log"
+
+    # ----- the command --------------------------------------------------------------
+    def command(self) -> list[str]:
+        """The tritonserver command line (embedded mode)."""
+        return [
+            str(triton_install_dir() / "bin" / "tritonserver"),
+            f"--model-repository={self.served_repository}",
+            f"--backend-directory={self.work_dir / 'backends'}",
+            f"--backend-config=python,shm-region-prefix-name={self._shm_prefix}",
+            f"--http-address={LOCALHOST}", f"--http-port={self.ports['http']}",
+            f"--grpc-address={LOCALHOST}", f"--grpc-port={self.ports['grpc']}",
+            f"--metrics-address={LOCALHOST}", f"--metrics-port={self.ports['metrics']}",
+            "--model-control-mode=explicit",
+            "--strict-readiness=true",
+            "--pinned-memory-pool-byte-size=0", "--allow-gpu-metrics=false",
+            "--exit-timeout-secs=10",
+            *self.extra_args,
+        ]
+
+    @property
+    def command_line(self) -> str:
+        """The start command as you would type it (long paths shortened to <...>)."""
+        line = shlex.join(self.command())
+        return (line.replace(str(triton_install_dir()), "<pytriton>/tritonserver")
+                    .replace(str(self.work_dir), "<server dir>"))
+
+    # ----- lifecycle ------------------------------------------------------------------
+    def start(self) -> "TritonServer":
+        """Start tritonserver (embedded) or check the external one, then load `models`."""
+        if self.process is not None:
+            raise RuntimeError("this Triton server is already running; call stop() first")
+        _RUNNING.append(self)
+        try:
+            if self.external:
+                wait_until(self._live, 30, f"the external Triton server at {self.http_url} (TRITON_URL)")
+            else:
+                self._launch()
+            for model in self.models:
+                self.load(model)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _launch(self) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        python_backend_dir(self.work_dir / "backends")
+        self._sync_repository()
+        names = ["http", "grpc", "metrics"]
+        self.ports = dict(zip(names, free_ports(len(names))))
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(self.command(), env=triton_env(), cwd=self.work_dir,
+                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_until(self._live, self.startup_timeout_s, "tritonserver to answer on HTTP", on_timeout=self.log_tail)
+
+    def _sync_repository(self, model: str | None = None) -> None:
+        from .model_repository import serving_copy
+
+        notes = serving_copy(self.repository, self.served_repository, model=model)
+        self.adaptations += [n for n in notes if n not in self.adaptations]
+        if notes:
+            with open(self.work_dir / "adaptations.log", "a") as log:
+                log.write("".join(f"{n}\n" for n in notes))
+
+    def _live(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"tritonserver exited with code {self.process.returncode} during start.\n"
+                               f"{self.log_tail()}")
+        try:
+            return requests.get(f"http://{self.http_url}/v2/health/live", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    def stop(self) -> None:
+        """Close clients, stop tritonserver (SIGTERM, then kill), remove its stubs and shm regions.
+
+        Introduced in 04_triton.
+        """
+        if self in _RUNNING:
+            _RUNNING.remove(self)
+        for client in self._clients:
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001 - a client of a dead server may fail to close
+                pass
+        self._clients.clear()
+        process, self.process = self.process, None
+        if process is None:
+            return
+        try:
+            children = psutil.Process(process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            children = []
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+        _, alive = psutil.wait_procs(children, timeout=10)
+        for leftover in alive:
+            leftover.kill()
+        psutil.wait_procs(alive, timeout=5)
+        for region in self.shm_regions():
+            region.unlink(missing_ok=True)
+
+    def shm_regions(self) -> list[Path]:
+        """Shared-memory files this server's Python-backend stubs created in /dev/shm."""
+        return sorted(SHM_DIR.glob(f"{self._shm_prefix}*")) if SHM_DIR.is_dir() else []
+
+    def pids(self) -> list[int]:
+        """PIDs of tritonserver and its stub processes (to check that stop() cleaned up)."""
+        if self.process is None or self.process.poll() is not None:
+            return []
+        try:
+            return [self.process.pid, *[c.pid for c in psutil.Process(self.process.pid).children(recursive=True)]]
+        except psutil.NoSuchProcess:
+            return []
+
+    def __enter__(self) -> "TritonServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ----- models ---------------------------------------------------------------------
+    def load(self, model: str, timeout_s: float | None = None) -> None:
+        """Load (or reload) `model` from the repository and wait until it is ready.
+
+        In embedded mode the model's serving copy is refreshed first, so a new version
+        folder or an edited config.pbtxt is picked up. Raises ModelLoadError with
+        the server's reason.
+
+        Introduced in 04_triton.
+        """
+        if not self.external:
+            self._sync_repository(model)
+        timeout = timeout_s or self.startup_timeout_s
+        try:
+            response = requests.post(f"http://{self.http_url}/v2/repository/models/{model}/load", timeout=timeout)
+        except requests.Timeout:
+            raise ModelLoadError(f"loading {model!r} took longer than {timeout:.0f} s (a Python backend stub "
+                                 f"that cannot start leaves a model loading forever).\n"
+                                 f"{self.log_tail(model)}") from None
+        if response.status_code != 200:
+            reason = response.json().get("error", response.text)
+            raise ModelLoadError(f"Triton could not load {model!r}: {reason}\n{self.log_tail(model)}")
+
+    def unload(self, model: str) -> None:
+        """Unload `model` (explicit model control) and wait until it is no longer ready.
+
+        Introduced in 04_triton.
+        """
+        response = requests.post(f"http://{self.http_url}/v2/repository/models/{model}/unload", timeout=30)
+        if response.status_code != 200:
+            raise ModelLoadError(f"Triton could not unload {model!r}: {response.json().get('error', response.text)}")
+        wait_until(lambda: not self.is_ready(model), 30, f"{model!r} to unload")
+
+    def is_ready(self, model: str, version: str = "") -> bool:
+        """True when `model` (a version of it, if given) answers ready.
+
+        Introduced in 04_triton.
+        """
+        path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "") + "/ready"
+        return requests.get(f"http://{self.http_url}{path}", timeout=5).status_code == 200
+
+    # ----- clients and logs ---------------------------------------------------------------
+    def http_client(self) -> Any:
+        """A tritonclient HTTP client for this server, closed for you at stop().
+
+        Introduced in 04_triton.
+        """
+        import tritonclient.http as httpclient
+
+        client = httpclient.InferenceServerClient(url=self.http_url)
+        self._clients.append(client)
+        return client
+
+    def grpc_client(self) -> Any:
+        """A tritonclient gRPC client for this server, closed for you at stop().
+
+        Introduced in 04_triton.
+        """
+        import tritonclient.grpc as grpcclient
+
+        client = grpcclient.InferenceServerClient(url=self.grpc_url)
+        self._clients.append(client)
+        return client
+
+    def log_tail(self, grep: str = "", lines: int = 30) -> str:
+        """The last lines of tritonserver.log, only those containing `grep` if given."""
+        if self.external:
+            return "(external server: see its own log)"
+        if not self.log_path.exists():
+            return f"(no log at {self.log_path} yet)"
+        text = [line for line in self.log_path.read_text(errors="replace").splitlines() if grep in line]
+        return f"--- last lines of {self.log_path.name} ---\n" + "\n".join(text[-lines:])
+
+
+def stop_all_triton() -> None:
+    """Stop every Triton server this Python process started (runs at interpreter exit).
+
+    Introduced in 04_triton.
+    """
+    for server in list(_RUNNING):
+        server.stop()
+
+
+atexit.register(stop_all_triton)
