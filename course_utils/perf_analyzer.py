@@ -125,3 +125,19 @@ def run_perf_analyzer(model: str, url: str, out_dir: Path, concurrencies: Sequen
     if label:
         table.insert(0, "setup", label)
     return table
+
+
+def torchserve_input_data(request_body: Path, dest: Path) -> Path:
+    """Write the --input-data JSON that `--service-kind torchserve` needs; return its path.
+
+    perf_analyzer POSTs the file named in it (e.g. a JSON request body or a PNG) to
+    /predictions/<model>. Introduced in 04_triton.
+    """
+    import json
+
+    request_body = Path(request_body).resolve()
+    if not request_body.is_file():
+        raise FileNotFoundError(f"{request_body} does not exist; write the request body to a file first")
+    dest = Path(dest)
+    dest.write_text(json.dumps({"data": [{"TORCHSERVE_INPUT": [str(request_body)]}]}))
+    return dest

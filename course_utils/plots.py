@@ -77,3 +77,25 @@ def plot_latency_throughput(rows: Sequence[dict], title: str) -> Figure:
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def plot_throughput_vs_latency(table, title: str, latency: str = "p99_ms") -> Figure:
+    """Throughput against latency, one line per `setup`, points labelled with concurrency.
+
+    `table` is what perf_analyzer.run_perf_analyzer() returns (several setups concatenated).
+    Up and to the left is better. Introduced in 04_triton.
+    """
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    plt.close(fig)
+    for setup, rows in table.groupby("setup", sort=False):
+        ax.plot(rows[latency], rows["throughput"], marker="o", label=setup)
+        for _, row in rows.iterrows():
+            ax.annotate(f"c={row['concurrency']}", (row[latency], row["throughput"]),
+                        textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel(f"{latency.replace('_ms', '')} latency (ms)")
+    ax.set_ylabel("inferences / second")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
