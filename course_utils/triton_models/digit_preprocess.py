@@ -1,0 +1,42 @@
+"""Triton Python-backend model: PNG/JPEG bytes -> a normalized 1x8x8 float image.
+
+The first step of the digit pipeline (lesson 07). Input IMAGE_BYTES (TYPE_STRING,
+one encoded image per sample); output PIXELS (TYPE_FP32, [1, 8, 8]) in [0, 1],
+white digit on black, exactly what the digit classifier was trained on.
+A request that is not an image gets an error response; the others in the batch
+are still answered.
+"""
+
+import io
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+from PIL import Image, UnidentifiedImageError
+
+SIZE = 8
+
+
+def decode(data: bytes) -> np.ndarray:
+    """One encoded image -> float32 array of shape (1, 8, 8) in [0, 1]."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (UnidentifiedImageError, OSError):
+        raise ValueError(f"IMAGE_BYTES is not a PNG/JPEG image ({len(data)} bytes); "
+                         "send the bytes of an encoded image file, one per sample") from None
+    gray = image.convert("L").resize((SIZE, SIZE), Image.Resampling.BOX)
+    return (np.asarray(gray, dtype=np.float32) / 255.0)[None, :, :]
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            encoded = pb_utils.get_input_tensor_by_name(request, "IMAGE_BYTES").as_numpy().reshape(-1)
+            try:
+                pixels = np.stack([decode(bytes(item)) for item in encoded])
+            except ValueError as error:
+                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(error))))
+                continue
+            responses.append(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("PIXELS", pixels)]))
+        return responses
