@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -24,13 +26,27 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path,
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
     batch = torch.export.Dim("batch", min=1, max=1024)
-    # Quiet the exporter's notes about optional torchvision ops and deprecations.
-    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
+    with quiet_exporter():
         torch.onnx.export(model, (example,), str(path), input_names=[input_name], output_names=[output_name],
                           dynamic_shapes=({0: batch},), external_data=False, dynamo=True, verbose=False)
     return path
+
+
+@contextlib.contextmanager
+def quiet_exporter() -> Iterator[None]:
+    """Silence torch.onnx's notes on optional torchvision ops and its deprecation warnings.
+
+    Introduced in 04_triton.
+    """
+    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def onnx_session(path: Path, threads: int = 1):
