@@ -398,7 +398,10 @@ def validate_config(config: ModelConfig, model_dir: Path | None = None, reposito
         if kind in ("onnxruntime_onnx", "onnxruntime"):
             for onnx_file in sorted(model_dir.glob(f"[0-9]*/{config.default_model_filename or 'model.onnx'}"))[-1:]:
                 problems += _check_against_onnx(config, onnx_file)
-    return problems
+    first_per_field: dict[str, Problem] = {}
+    for problem in problems:  # one message per field is enough
+        first_per_field.setdefault(problem.field, problem)
+    return list(first_per_field.values())
 
 
 def validate_model(model_dir: Path, gpu_available: bool = False) -> list[Problem]:

@@ -1,0 +1,115 @@
+"""Graders for ex04_ensemble_postprocess: add a Python-backend postprocessing step that
+turns logits into class names, and an ensemble that ends with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..data import DIGIT_CLASSES, write_digit_pngs
+from ..grading import Check, Fail, Verdict, expect, run_checks
+from ..models import Trained, train_digit_cnn
+from ..paths import empty_dir
+from ..pipelines import png_batch, write_pipeline_steps
+from ..triton import ModelLoadError, TritonServer
+from ..triton_config import read_config, validate_model
+
+ENSEMBLE = "digit_names"
+_TRAINED: list[Trained] = []
+
+
+def _digits() -> Trained:
+    if not _TRAINED:
+        _TRAINED.append(train_digit_cnn())
+    return _TRAINED[0]
+
+
+def build_repository(work: Path, write_postprocess: Callable, write_ensemble: Callable) -> Path:
+    """A repository with the lesson's preprocess and digits steps plus the learner's two folders.
+
+    Introduced in ex04_ensemble_postprocess.
+    """
+    repository = empty_dir(Path(work) / "model_repository")
+    write_pipeline_steps(repository, _digits().model)
+    write_postprocess(repository / "postprocess", DIGIT_CLASSES)
+    write_ensemble(repository / ENSEMBLE)
+    return repository
+
+
+def _names(server: TritonServer, paths: list[Path]) -> list[str]:
+    import tritonclient.http as httpclient
+
+    batch = png_batch(paths)
+    request = httpclient.InferInput("IMAGE_BYTES", list(batch.shape), "BYTES")
+    request.set_data_from_numpy(batch)
+    result = server.http_client().infer(ENSEMBLE, [request]).as_numpy("LABEL")
+    expect(result is not None, "the ensemble returned no LABEL output: declare output LABEL and map a step output to it")
+    return [item.decode() if isinstance(item, bytes) else str(item) for item in np.asarray(result).reshape(-1)]
+
+
+def grade(write_postprocess: Callable, write_ensemble: Callable, work: Path, show: bool = True) -> list[Verdict]:
+    """Both folders validate, Triton loads the ensemble, and it answers class names for PNGs.
+
+    Introduced in ex04_ensemble_postprocess.
+    """
+    work = empty_dir(work)
+    state: dict = {}
+
+    def written() -> None:
+        state["repo"] = build_repository(work, write_postprocess, write_ensemble)
+        for name in ("postprocess", ENSEMBLE):
+            expect((state["repo"] / name / "config.pbtxt").is_file(), f"no {name}/config.pbtxt was written")
+        expect((state["repo"] / "postprocess" / "1" / "model.py").is_file(),
+               "no postprocess/1/model.py: a Python-backend model needs its code in version folder 1")
+
+    def postprocess_config() -> None:
+        problems = validate_model(state["repo"] / "postprocess")
+        expect(not problems, f"postprocess: {problems[0] if problems else ''}")
+        config = read_config(state["repo"] / "postprocess")
+        inputs = {t.name: list(t.dims) for t in config.input}
+        outputs = {t.name: (list(t.dims), t.data_type) for t in config.output}
+        expect(inputs == {"LOGITS": [10]}, f"postprocess inputs are {inputs}; expected one input LOGITS with dims [10]")
+        expect("LABEL" in outputs and outputs["LABEL"][1] == 13,  # 13 = TYPE_STRING
+               f"postprocess outputs are {list(outputs)}; expected LABEL with data_type TYPE_STRING")
+
+    def ensemble_config() -> None:
+        problems = validate_model(state["repo"] / ENSEMBLE)
+        expect(not problems, f"{ENSEMBLE}: {problems[0] if problems else ''}")
+        steps = [s.model_name for s in read_config(state["repo"] / ENSEMBLE).ensemble_scheduling.step]
+        expect(steps == ["preprocess", "digits", "postprocess"], f"steps are {steps}; expected preprocess, digits, postprocess")
+
+    def loads() -> None:
+        server = TritonServer(state["repo"], work / "server")
+        state["server"] = server.start()
+        try:
+            server.load(ENSEMBLE)
+        except ModelLoadError as err:
+            raise Fail(f"Triton could not load {ENSEMBLE}: {' '.join(str(err).splitlines()[0].split())[:300]}") from None
+
+    def names_correct() -> None:
+        pngs = write_digit_pngs(work / "pngs", count=8)
+        names = _names(state["server"], [p for p, _ in pngs])
+        expected = [DIGIT_CLASSES[str(label)] for _, label in pngs]
+        expect(names == expected, f"got {names}, expected {expected}")
+
+    def single_requests() -> None:
+        pngs = write_digit_pngs(work / "pngs", count=3)
+        for path, label in pngs:
+            names = _names(state["server"], [path])
+            expect(names == [DIGIT_CLASSES[str(label)]], f"one image of a {label} gave {names}")
+        stats = state["server"].http_client().get_inference_statistics("postprocess")["model_stats"][0]
+        expect(int(stats["inference_count"]) >= 11, "the postprocess step's statistics show no inferences")
+
+    checks = [Check("4.1", 1, "write_postprocess and write_ensemble write their folders", written),
+              Check("4.2", 2, "postprocess config: LOGITS [10] in, LABEL TYPE_STRING out, valid", postprocess_config, ("4.1",)),
+              Check("4.3", 2, "ensemble config: preprocess -> digits -> postprocess, maps valid", ensemble_config, ("4.1",)),
+              Check("4.4", 2, "Triton loads the ensemble and its steps", loads, ("4.2", "4.3")),
+              Check("4.5", 3, "a batch of 8 PNGs comes back as the right class names", names_correct, ("4.4",)),
+              Check("4.6", 1, "single-image requests work and the step statistics count them", single_requests, ("4.4",))]
+    try:
+        return run_checks(checks, show=show)
+    finally:
+        if "server" in state:
+            state["server"].stop()

@@ -1,0 +1,110 @@
+"""Graders for ex05_config_debugging: repair a broken config.pbtxt using the validator's
+messages until Triton loads the model and answers like ONNX Runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..grading import Check, Fail, Verdict, expect, run_checks
+from ..models import train_churn_model
+from ..onnx_tools import export_onnx, onnx_session
+from ..paths import empty_dir
+from ..triton import ModelLoadError, TritonServer
+from ..triton_config import Problem, read_config, validate_model
+
+MODEL_NAME = "churn_debug"
+
+# Six mistakes, each one learners really make.
+BROKEN_CONFIG = """\
+name: "churn_debug"
+platform: "onnxruntime_onnx"
+max_batch_sise: 32
+input [ { name: "input", data_type: TYPE_FP64, dims: [ -1, 4 ] } ]
+output [ { name: "probabilities", data_type: TYPE_FP32, dims: [ 2 ] } ]
+instance_group [ { count: 1, kind: KIND_GPU } ]
+dynamic_batching { preferred_batch_size: [ 16, 64 ], max_queue_delay_microseconds: 200 }
+"""
+
+
+def write_broken_model(repository: Path) -> Path:
+    """Write churn_debug/ (a correct 1/model.onnx, the broken config.pbtxt) into `repository`.
+
+    Introduced in ex05_config_debugging.
+    """
+    folder = Path(repository) / MODEL_NAME
+    trained = train_churn_model()
+    export_onnx(trained.model, torch.from_numpy(trained.data.x_test[:4]), folder / "1" / "model.onnx")
+    (folder / "config.pbtxt").write_text(BROKEN_CONFIG)
+    return folder
+
+
+def _problems_about(problems: list[Problem], *words: str) -> list[Problem]:
+    return [p for p in problems if any(w in p.field for w in words)]
+
+
+def grade(fixed_config_text: Callable[[], str], work: Path, show: bool = True) -> list[Verdict]:
+    """The repaired config validates field by field, keeps batching, and serves the model.
+
+    Introduced in ex05_config_debugging.
+    """
+    work = empty_dir(work)
+    state: dict = {}
+
+    def parses() -> None:
+        text = fixed_config_text()
+        expect(isinstance(text, str) and text.strip(), "return the repaired config.pbtxt as a string")
+        folder = write_broken_model(work / "model_repository")
+        (folder / "config.pbtxt").write_text(text)
+        state["folder"] = folder
+        state["problems"] = validate_model(folder)
+        syntax = _problems_about(state["problems"], "config.pbtxt")
+        expect(not syntax, f"{syntax[0].message if syntax else ''}")
+
+    def no_problem(*words: str, hint: str) -> Callable[[], None]:
+        def check() -> None:
+            found = _problems_about(state["problems"], *words)
+            expect(not found, f"{found[0]} ({hint})" if found else "")
+        return check
+
+    def keeps_batching() -> None:
+        config = read_config(state["folder"])
+        expect(config.max_batch_size == 32, f"max_batch_size is {config.max_batch_size}; keep batching with max_batch_size: 32")
+        preferred = list(config.dynamic_batching.preferred_batch_size)
+        expect(config.HasField("dynamic_batching") and preferred and max(preferred) <= 32,
+               f"keep dynamic_batching with preferred sizes <= 32 (got {preferred})")
+
+    def serves() -> None:
+        expect(not state["problems"], f"the validator still reports: {state['problems'][0] if state['problems'] else ''}")
+        server = TritonServer(state["folder"].parent, work / "server")
+        state["server"] = server.start()
+        try:
+            server.load(MODEL_NAME)
+        except ModelLoadError as err:
+            raise Fail(f"Triton could not load it: {' '.join(str(err).splitlines()[0].split())[:300]}") from None
+        import tritonclient.http as httpclient
+
+        x = train_churn_model().data.x_test[:20]
+        request = httpclient.InferInput("input", list(x.shape), "FP32")
+        request.set_data_from_numpy(x)
+        result = server.http_client().infer(MODEL_NAME, [request]).as_numpy("output")
+        session = onnx_session(state["folder"] / "1" / "model.onnx")
+        expected = session.run(None, {"input": x})[0]
+        expect(result is not None and np.allclose(result, expected, atol=1e-5),
+               "Triton's output differs from ONNX Runtime's on the same file")
+
+    checks = [Check("5.1", 2, "the config parses (no misspelled field)", parses),
+              Check("5.2", 1, "tensor names match the ONNX file", no_problem("name", hint="names come from the ONNX graph"), ("5.1",)),
+              Check("5.3", 1, "data types match the ONNX file", no_problem("data_type", hint="see the model's metadata"), ("5.1",)),
+              Check("5.4", 1, "dims describe one sample (no batch dimension)", no_problem("dims", hint="max_batch_size adds the batch dim"), ("5.1",)),
+              Check("5.5", 1, "batching kept: max_batch_size 32, preferred sizes within it", keeps_batching, ("5.1",)),
+              Check("5.6", 1, "instance group runs on this machine (no GPU here)", no_problem("instance_group", hint="KIND_CPU"), ("5.1",)),
+              Check("5.7", 3, "Triton loads the model and matches ONNX Runtime", serves, ("5.1",))]
+    try:
+        return run_checks(checks, show=show)
+    finally:
+        if "server" in state:
+            state["server"].stop()
