@@ -1,4 +1,5 @@
-"""Shared fixtures, and a guard: no TorchServe process may outlive the test run."""
+"""Shared fixtures, and a guard: no TorchServe or Triton process (and no Triton shared-memory
+region) may outlive the test run."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from pathlib import Path
 import psutil
 import pytest
 
-SERVER_MARKERS = ("org.pytorch.serve.ModelServer", "ts/model_service_worker.py")
+SERVER_MARKERS = ("org.pytorch.serve.ModelServer", "ts/model_service_worker.py",
+                  "tritonserver/bin/tritonserver", "triton_python_backend_stub")
+SHM_PATTERN = "course_*"  # course_utils.triton gives each server's python backend this prefix
 _START = time.time()
 
 
 def server_processes(since: float) -> list[psutil.Process]:
-    """TorchServe java/worker processes created after `since`."""
+    """TorchServe java/worker and tritonserver/stub processes created after `since`."""
     found = []
     for process in psutil.process_iter(["cmdline", "create_time"]):
         cmdline = " ".join(process.info["cmdline"] or [])
@@ -32,8 +35,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if leftovers:
         for process in leftovers:
             process.kill()
-        print(f"\nERROR: {len(leftovers)} TorchServe process(es) outlived the tests (killed now): "
-              f"{[p.pid for p in leftovers]}")
+        print(f"\nERROR: {len(leftovers)} server process(es) outlived the tests (killed now): "
+              f"{[(p.pid, p.info['cmdline'][0]) for p in leftovers]}")
+        session.exitstatus = 1
+    regions = [p for p in Path("/dev/shm").glob(SHM_PATTERN) if p.stat().st_mtime >= _START]
+    if regions:
+        for region in regions:
+            region.unlink(missing_ok=True)
+        print(f"\nERROR: {len(regions)} Triton shared-memory region(s) were left in /dev/shm (removed now)")
         session.exitstatus = 1
 
 

@@ -60,3 +60,23 @@ def test_a_broken_handler_fails_ex01_with_a_useful_reason(tmp_path):
     assert verdicts["1.1"].passed
     assert not verdicts["1.3"].passed and "expected HTTP 400" in verdicts["1.3"].reason
     assert not verdicts["1.8"].passed  # a ValueError fails the whole batch
+
+
+def test_a_differently_written_config_passes_ex05_and_a_half_fix_fails(tmp_path):
+    from course_utils.checks import ex05_config_debugging
+
+    alternative = """
+name: "churn_debug"
+platform: "onnxruntime_onnx"
+max_batch_size: 32
+input { name: "input" data_type: TYPE_FP32 dims: 4 }
+output { name: "output" data_type: TYPE_FP32 dims: 2 }
+dynamic_batching { preferred_batch_size: 32 }
+"""
+    verdicts = ex05_config_debugging.grade(lambda: alternative, tmp_path / "a", show=False)
+    assert all(v.passed for v in verdicts), [v.line() for v in verdicts if not v.passed]
+    half = ex05_config_debugging.BROKEN_CONFIG.replace("max_batch_sise", "max_batch_size").replace("TYPE_FP64", "TYPE_FP32")
+    verdicts = {v.check_id: v for v in ex05_config_debugging.grade(lambda: half, tmp_path / "b", show=False)}
+    assert verdicts["5.1"].passed and verdicts["5.3"].passed
+    assert not verdicts["5.2"].passed and "probabilities" in verdicts["5.2"].reason
+    assert not verdicts["5.4"].passed and not verdicts["5.6"].passed and not verdicts["5.7"].passed

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from tritonclient.grpc import model_config_pb2
 
 from ..data import DIGIT_CLASSES, write_digit_pngs
 from ..grading import Check, Fail, Verdict, expect, run_checks
@@ -71,7 +72,7 @@ def grade(write_postprocess: Callable, write_ensemble: Callable, work: Path, sho
         inputs = {t.name: list(t.dims) for t in config.input}
         outputs = {t.name: (list(t.dims), t.data_type) for t in config.output}
         expect(inputs == {"LOGITS": [10]}, f"postprocess inputs are {inputs}; expected one input LOGITS with dims [10]")
-        expect("LABEL" in outputs and outputs["LABEL"][1] == 13,  # 13 = TYPE_STRING
+        expect("LABEL" in outputs and outputs["LABEL"][1] == model_config_pb2.TYPE_STRING,
                f"postprocess outputs are {list(outputs)}; expected LABEL with data_type TYPE_STRING")
 
     def ensemble_config() -> None:

@@ -1,0 +1,105 @@
+"""The embedded tritonserver: serving copy, start/stop hygiene, load errors, external mode, perf_analyzer."""
+
+import numpy as np
+import psutil
+import pytest
+import torch
+from tritonclient.grpc import model_config_pb2
+
+from course_utils.model_repository import serving_copy
+from course_utils.triton import ModelLoadError, TritonServer
+from course_utils.triton_config import io_tensor, model_config, read_config, write_config
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory):
+    from course_utils.models import train_churn_model
+    from course_utils.onnx_tools import export_onnx
+
+    repo = tmp_path_factory.mktemp("triton") / "repo"
+    trained = train_churn_model()
+    export_onnx(trained.model, torch.from_numpy(trained.data.x_test[:2]), repo / "churn" / "1" / "model.onnx")
+    write_config(repo / "churn", model_config(
+        "churn", platform="onnxruntime_onnx", max_batch_size=8, instance_count=2, instance_kind="KIND_GPU",
+        inputs=[io_tensor("input", "TYPE_FP32", [4])], outputs=[io_tensor("output", "TYPE_FP32", [2])],
+        dynamic_batching={"max_queue_delay_microseconds": 100}))
+    return repo, trained
+
+
+def test_serving_copy_keeps_the_contract_and_says_what_changed(repository, tmp_path):
+    repo, _ = repository
+    notes = serving_copy(repo, tmp_path / "served")
+    served = read_config(tmp_path / "served" / "churn")
+    original = read_config(repo / "churn")
+    assert served.backend == "python" and served.platform == ""
+    assert (served.input, served.output, served.max_batch_size) == (original.input, original.output, original.max_batch_size)
+    assert served.instance_group[0].count == 2 and served.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
+    assert any("KIND_GPU -> KIND_CPU" in n for n in notes) and any("python backend" in n for n in notes)
+    assert (tmp_path / "served" / "churn" / "1" / "model.py").is_file()
+    assert read_config(repo / "churn").platform == "onnxruntime_onnx"  # the source is untouched
+
+
+def test_start_infer_stop_leaves_nothing_behind(repository, tmp_path):
+    import tritonclient.http as httpclient
+
+    repo, trained = repository
+    with TritonServer(repo, tmp_path / "server", models=["churn"]) as server:
+        pids = server.pids()
+        assert len(pids) >= 2  # tritonserver + at least one stub
+        x = trained.data.x_test[:5]
+        request = httpclient.InferInput("input", list(x.shape), "FP32")
+        request.set_data_from_numpy(x)
+        result = server.http_client().infer("churn", [request]).as_numpy("output")
+        with torch.inference_mode():
+            assert np.allclose(result, trained.model(torch.from_numpy(x)).numpy(), atol=1e-5)
+        regions = server.shm_regions()
+        assert regions
+    assert not any(psutil.pid_exists(pid) for pid in pids)
+    assert not any(region.exists() for region in regions)
+
+
+def test_load_error_quotes_the_server(repository, tmp_path):
+    repo, _ = repository
+    with TritonServer(repo, tmp_path / "server") as server:
+        bad = repo / "broken"
+        (bad / "1").mkdir(parents=True, exist_ok=True)
+        (bad / "config.pbtxt").write_text('name: "broken"\nmax_batch_sise: 4\n')
+        with pytest.raises(ModelLoadError, match="could not load 'broken'"):
+            server.load("broken")
+        with pytest.raises(ModelLoadError, match="not found|failed"):
+            server.load("no_such_model")
+    import shutil
+    shutil.rmtree(bad)
+
+
+def test_external_mode_uses_triton_url_and_launches_nothing(repository, tmp_path, monkeypatch):
+    repo, _ = repository
+    with TritonServer(repo, tmp_path / "embedded", models=["churn"]) as embedded:
+        monkeypatch.setenv("TRITON_URL", embedded.http_url)
+        monkeypatch.setenv("TRITON_GRPC_URL", embedded.grpc_url)
+        monkeypatch.setenv("TRITON_METRICS_URL", embedded.metrics_url.removesuffix("/metrics"))
+        external = TritonServer(repo, tmp_path / "external")
+        with external:
+            assert external.process is None and external.pids() == []
+            assert external.is_ready("churn")
+            assert external.grpc_client().is_model_ready("churn")
+        assert embedded.is_ready("churn")  # stopping the external handle left the server alone
+
+
+def test_bad_triton_url_is_explained(repository, tmp_path, monkeypatch):
+    monkeypatch.setenv("TRITON_URL", "no-port-here")
+    with pytest.raises(ValueError, match="host:port"):
+        TritonServer(repository[0], tmp_path)
+
+
+def test_perf_analyzer_measures_the_embedded_server(repository, tmp_path):
+    from course_utils.perf_analyzer import run_perf_analyzer
+
+    repo, _ = repository
+    with TritonServer(repo, tmp_path / "server", models=["churn"]) as server:
+        table = run_perf_analyzer("churn", server.grpc_url, tmp_path / "perf", concurrencies=(1, 2),
+                                  protocol="grpc", request_count=200)
+    assert list(table.concurrency) == [1, 2]
+    assert (table.throughput > 0).all() and (table.p99_ms >= table.p50_ms).all()
