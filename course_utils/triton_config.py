@@ -274,6 +274,8 @@ def _check_against_onnx(config: ModelConfig, onnx_path: Path) -> list[Problem]:
                                         f"config says {declared}, the ONNX file has {data_type}.",
                                         f"data_type: {data_type}."))
             per_sample = dims[batch:]
+            if batch and tensor.dims and tensor.dims[0] == -1:
+                continue  # already reported by _check_batching
             if batch and len(dims) == len(tensor.dims):
                 problems.append(Problem(f"{section} {tensor.name!r} dims",
                                         f"dims {list(tensor.dims)} include the batch dimension; with max_batch_size > 0 "
@@ -398,10 +400,7 @@ def validate_config(config: ModelConfig, model_dir: Path | None = None, reposito
         if kind in ("onnxruntime_onnx", "onnxruntime"):
             for onnx_file in sorted(model_dir.glob(f"[0-9]*/{config.default_model_filename or 'model.onnx'}"))[-1:]:
                 problems += _check_against_onnx(config, onnx_file)
-    first_per_field: dict[str, Problem] = {}
-    for problem in problems:  # one message per field is enough
-        first_per_field.setdefault(problem.field, problem)
-    return list(first_per_field.values())
+    return problems
 
 
 def validate_model(model_dir: Path, gpu_available: bool = False) -> list[Problem]:
