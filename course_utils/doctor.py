@@ -136,6 +136,7 @@ def all_findings() -> list[Finding]:
     return [*prerequisite_findings(),
             _check_package("torch", "2.13.0"), _check_package("torchserve", "0.12.0"),
             _check_package("torch-model-archiver", "0.12.0"), _check_package("onnxruntime"),
+            _check_package("nvidia-pytriton", "0.7.0"), _check_package("tritonclient", "2.51.0"),
             _check_package("nbval"), _check_loopback_port(), _check_disk(),
             _check_gpu(), _check_tensorrt(), _check_docker()]
 

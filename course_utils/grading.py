@@ -103,6 +103,18 @@ def run_checks(checks: Iterable[Check], show: bool = True) -> list[Verdict]:
     return verdicts
 
 
+def run_checks_then_stop(checks: Iterable[Check], state: dict, show: bool = True) -> list[Verdict]:
+    """run_checks(), then stop the server a check left in state["server"], whatever happened.
+
+    Introduced in ex01_custom_handler.
+    """
+    try:
+        return run_checks(checks, show=show)
+    finally:
+        if "server" in state:
+            state["server"].stop()
+
+
 def expect(condition: bool, message: str) -> None:
     """Raise Fail(message) unless condition holds (a readable assert for checks).
 

@@ -239,9 +239,9 @@ class TorchServe:
     def _frontend_answers(self) -> bool:
         self._check_alive()
         try:
-            requests.get(f"{self.management_url}/models", headers=self.headers("management"), timeout=2)
+            requests.get(f"{self.management_url}/models", headers=self.headers("management"), timeout=5)
             return True
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or too busy to answer in time
             return False
 
     def _check_alive(self) -> None:
@@ -257,7 +257,10 @@ class TorchServe:
 
         def ready() -> dict | None:
             self._check_alive()
-            response = requests.get(url, headers=self.headers("management"), timeout=5)
+            try:
+                response = requests.get(url, headers=self.headers("management"), timeout=10)
+            except requests.Timeout:  # a busy machine; ask again until the deadline
+                return None
             if response.status_code != 200:
                 return None
             description = response.json()[0]

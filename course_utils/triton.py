@@ -40,7 +40,7 @@ import psutil
 import requests
 
 from .ports import LOCALHOST, free_ports, wait_until
-from .tools import VENV_BIN, tool_env
+from .tools import tool_env
 
 TRITON_URL_ENV = "TRITON_URL"
 SHM_DIR = Path("/dev/shm")
@@ -229,19 +229,19 @@ class TritonServer:
     def _sync_repository(self, model: str | None = None) -> None:
         from .model_repository import serving_copy
 
-        notes = serving_copy(self.repository, self.served_repository, model=model)
-        self.adaptations += [n for n in notes if n not in self.adaptations]
-        if notes:
-            with open(self.work_dir / "adaptations.log", "a") as log:
-                log.write("".join(f"{n}\n" for n in notes))
+        new = [n for n in serving_copy(self.repository, self.served_repository, model=model)
+               if n not in self.adaptations]
+        self.adaptations += new
+        with open(self.work_dir / "adaptations.log", "a") as log:
+            log.write("".join(f"{n}\n" for n in new))
 
     def _live(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
             raise RuntimeError(f"tritonserver exited with code {self.process.returncode} during start.\n"
                                f"{self.log_tail()}")
         try:
-            return requests.get(f"http://{self.http_url}/v2/health/live", timeout=2).status_code == 200
-        except requests.ConnectionError:
+            return requests.get(f"http://{self.http_url}/v2/health/live", timeout=5).status_code == 200
+        except requests.RequestException:  # not listening yet, or too busy to answer in time
             return False
 
     def stop(self) -> None:

@@ -14,7 +14,7 @@ import torch
 
 from ..archiver import archive_model, handler_file, save_torchscript, write_index_to_name
 from ..data import CHURN_CLASSES
-from ..grading import Check, Fail, Verdict, expect, run_checks
+from ..grading import Check, Fail, Verdict, expect, run_checks_then_stop
 from ..models import train_churn_model
 from ..paths import empty_dir
 from ..torchserve import ModelSettings, TorchServe, last_worker_error
@@ -142,8 +142,4 @@ def grade(handler: Path, work: Path, show: bool = True) -> list[Verdict]:
         Check("1.8", 2, "in one batch, good rows get 200 while bad rows get 400", mixed_batch, ("1.1",)),
         Check("1.9", 1, "the same worker is still READY and predicting afterwards", worker_survives, ("1.1",)),
     ]
-    try:
-        return run_checks(checks, show=show)
-    finally:
-        if "server" in state:
-            state["server"].stop()
+    return run_checks_then_stop(checks, state, show=show)

@@ -9,9 +9,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..archiver import archive_contents, handler_file, save_torchscript, write_index_to_name
+from ..archiver import archive_contents, save_torchscript, write_index_to_name
 from ..data import DIGIT_CLASSES, write_digit_pngs
-from ..grading import Check, Fail, Verdict, expect, run_checks
+from ..grading import Check, Fail, Verdict, expect, run_checks, run_checks_then_stop
 from ..models import Trained, train_digit_cnn
 from ..paths import empty_dir
 from ..torchserve import TorchServe, wait_for_workers
@@ -133,8 +133,4 @@ def grade_serving(build_archive: Callable, predict_digit: Callable, scale_worker
     checks = [Check("2.5", 2, "the archive serves in TorchServe (a READY worker)", served),
               Check("2.6", 3, "predict_digit returns the model's class for 10 PNG files", predictions, ("2.5",)),
               Check("2.7", 2, "scale_workers brings the model to 2 READY workers", scaled, ("2.5",))]
-    try:
-        return run_checks(checks, show=show)
-    finally:
-        if "server" in state:
-            state["server"].stop()
+    return run_checks_then_stop(checks, state, show=show)

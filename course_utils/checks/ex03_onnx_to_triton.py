@@ -9,12 +9,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..grading import Check, Fail, Verdict, expect, run_checks
+from ..grading import Check, Fail, Verdict, expect, run_checks, run_checks_then_stop
 from ..models import Trained, train_churn_model
 from ..onnx_tools import quiet_exporter
 from ..paths import empty_dir
-from ..triton import ModelLoadError, TritonServer
 from ..triton_config import read_config, validate_model
+from .live_triton import serve_for_grading
 
 MODEL_NAME = "churn_onnx"
 TOLERANCE = 1e-4
@@ -145,12 +145,7 @@ def grade_serving(export_to_onnx: Callable, write_model_folder: Callable, triton
 
     def loads() -> None:
         folder = _model_folder(export_to_onnx, write_model_folder, work)
-        server = TritonServer(folder.parent, work / "server")
-        state["server"] = server.start()
-        try:
-            server.load(MODEL_NAME)
-        except ModelLoadError as err:
-            raise Fail(f"Triton could not load your model: {str(err).splitlines()[0]}") from None
+        serve_for_grading(folder.parent, work, MODEL_NAME, state)
 
     def predicts(batch: int) -> Callable[[], None]:
         def check() -> None:
@@ -177,8 +172,4 @@ def grade_serving(export_to_onnx: Callable, write_model_folder: Callable, triton
               Check("3.9", 2, "triton_predict matches PyTorch on 1 sample", predicts(1), ("3.8",)),
               Check("3.10", 2, "triton_predict matches PyTorch on a batch of 20", predicts(20), ("3.8",)),
               Check("3.11", 1, "a wrong-shaped batch raises Triton's InferenceServerException", rejects_bad_input, ("3.8",))]
-    try:
-        return run_checks(checks, show=show)
-    finally:
-        if "server" in state:
-            state["server"].stop()
+    return run_checks_then_stop(checks, state, show=show)

@@ -10,12 +10,13 @@ import numpy as np
 from tritonclient.grpc import model_config_pb2
 
 from ..data import DIGIT_CLASSES, write_digit_pngs
-from ..grading import Check, Fail, Verdict, expect, run_checks
+from ..grading import Check, Verdict, expect, run_checks_then_stop
 from ..models import Trained, train_digit_cnn
 from ..paths import empty_dir
 from ..pipelines import png_batch, write_pipeline_steps
-from ..triton import ModelLoadError, TritonServer
+from ..triton import TritonServer
 from ..triton_config import read_config, validate_model
+from .live_triton import serve_for_grading
 
 ENSEMBLE = "digit_names"
 _TRAINED: list[Trained] = []
@@ -82,12 +83,7 @@ def grade(write_postprocess: Callable, write_ensemble: Callable, work: Path, sho
         expect(steps == ["preprocess", "digits", "postprocess"], f"steps are {steps}; expected preprocess, digits, postprocess")
 
     def loads() -> None:
-        server = TritonServer(state["repo"], work / "server")
-        state["server"] = server.start()
-        try:
-            server.load(ENSEMBLE)
-        except ModelLoadError as err:
-            raise Fail(f"Triton could not load {ENSEMBLE}: {' '.join(str(err).splitlines()[0].split())[:300]}") from None
+        serve_for_grading(state["repo"], work, ENSEMBLE, state)
 
     def names_correct() -> None:
         pngs = write_digit_pngs(work / "pngs", count=8)
@@ -109,8 +105,4 @@ def grade(write_postprocess: Callable, write_ensemble: Callable, work: Path, sho
               Check("4.4", 2, "Triton loads the ensemble and its steps", loads, ("4.2", "4.3")),
               Check("4.5", 3, "a batch of 8 PNGs comes back as the right class names", names_correct, ("4.4",)),
               Check("4.6", 1, "single-image requests work and the step statistics count them", single_requests, ("4.4",))]
-    try:
-        return run_checks(checks, show=show)
-    finally:
-        if "server" in state:
-            state["server"].stop()
+    return run_checks_then_stop(checks, state, show=show)

@@ -9,12 +9,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..grading import Check, Fail, Verdict, expect, run_checks
+from ..grading import Check, Verdict, expect, run_checks_then_stop
 from ..models import train_churn_model
 from ..onnx_tools import export_onnx, onnx_session
 from ..paths import empty_dir
-from ..triton import ModelLoadError, TritonServer
 from ..triton_config import Problem, read_config, validate_model
+from .live_triton import serve_for_grading
 
 MODEL_NAME = "churn_debug"
 
@@ -79,12 +79,7 @@ def grade(fixed_config_text: Callable[[], str], work: Path, show: bool = True) -
 
     def serves() -> None:
         expect(not state["problems"], f"the validator still reports: {state['problems'][0] if state['problems'] else ''}")
-        server = TritonServer(state["folder"].parent, work / "server")
-        state["server"] = server.start()
-        try:
-            server.load(MODEL_NAME)
-        except ModelLoadError as err:
-            raise Fail(f"Triton could not load it: {' '.join(str(err).splitlines()[0].split())[:300]}") from None
+        server = serve_for_grading(state["folder"].parent, work, MODEL_NAME, state)
         import tritonclient.http as httpclient
 
         x = train_churn_model().data.x_test[:20]
@@ -103,8 +98,4 @@ def grade(fixed_config_text: Callable[[], str], work: Path, show: bool = True) -
               Check("5.5", 1, "batching kept: max_batch_size 32, preferred sizes within it", keeps_batching, ("5.1",)),
               Check("5.6", 1, "instance group runs on this machine (no GPU here)", no_problem("instance_group", hint="KIND_CPU"), ("5.1",)),
               Check("5.7", 3, "Triton loads the model and matches ONNX Runtime", serves, ("5.1",))]
-    try:
-        return run_checks(checks, show=show)
-    finally:
-        if "server" in state:
-            state["server"].stop()
+    return run_checks_then_stop(checks, state, show=show)
