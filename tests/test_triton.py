@@ -1,4 +1,4 @@
-"""The embedded tritonserver: serving copy, start/stop hygiene, load errors, external mode, perf_analyzer."""
+"""The embedded tritonserver: serving copy, start/stop hygiene, load errors, external mode."""
 
 import numpy as np
 import psutil
@@ -92,14 +92,3 @@ def test_bad_triton_url_is_explained(repository, tmp_path, monkeypatch):
     monkeypatch.setenv("TRITON_URL", "no-port-here")
     with pytest.raises(ValueError, match="host:port"):
         TritonServer(repository[0], tmp_path)
-
-
-def test_perf_analyzer_measures_the_embedded_server(repository, tmp_path):
-    from course_utils.perf_analyzer import run_perf_analyzer
-
-    repo, _ = repository
-    with TritonServer(repo, tmp_path / "server", models=["churn"]) as server:
-        table = run_perf_analyzer("churn", server.grpc_url, tmp_path / "perf", concurrencies=(1, 2),
-                                  protocol="grpc", request_count=200)
-    assert list(table.concurrency) == [1, 2]
-    assert (table.throughput > 0).all() and (table.p99_ms >= table.p50_ms).all()
