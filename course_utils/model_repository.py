@@ -22,7 +22,7 @@ from pathlib import Path
 from tritonclient.grpc import model_config_pb2 as mc
 
 from .paths import PACKAGE_DIR
-from .triton_config import DEFAULT_MODEL_FILES, ConfigError, config_text, model_kind, read_config
+from .triton_config import DEFAULT_MODEL_FILES, ConfigError, config_text, has_gpu, model_kind, read_config
 
 RUNTIME_MODEL = PACKAGE_DIR / "triton_models" / "runtime_model.py"
 # platform/backend -> the runtime model.py uses in its place
@@ -107,13 +107,19 @@ def _serve_model(model_dir: Path, dest: Path, gpu_available: bool) -> list[str]:
     return notes
 
 
-def serving_copy(repository: Path, dest: Path, model: str | None = None, gpu_available: bool = False) -> list[str]:
-    """Build (or refresh, for one `model`) the folder the CPU-only tritonserver serves.
+def serving_copy(repository: Path, dest: Path, model: str | None = None,
+                 gpu_available: bool | None = None) -> list[str]:
+    """Build (or refresh, for one `model`) the folder the embedded tritonserver serves.
 
-    Returns one note per change made, e.g. "churn: KIND_GPU -> KIND_CPU".
+    Returns one note per change made, e.g. "churn: KIND_GPU -> KIND_CPU" (only
+    where there is no GPU; `gpu_available` defaults to has_gpu()).
     Introduced in 04_triton.
     """
-    repository, dest = Path(repository), Path(dest)
+    repository, dest = Path(repository).resolve(), Path(dest).resolve()
+    if dest == repository or repository in dest.parents:
+        raise ValueError(f"the serving copy must live outside the repository it copies ({repository}); "
+                         "an external server (TRITON_URL) reads your repository directly and needs no copy")
+    gpu_available = has_gpu() if gpu_available is None else gpu_available
     dest.mkdir(parents=True, exist_ok=True)
     names = [model] if model else [p.name for p in repository.iterdir() if (p / "config.pbtxt").is_file()]
     notes = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -178,6 +179,14 @@ def read_config(model_dir: Path) -> ModelConfig:
 
 
 # ----- semantic checks ---------------------------------------------------------------------
+def has_gpu() -> bool:
+    """True when an NVIDIA driver is visible (nvidia-smi on PATH): KIND_GPU can load here.
+
+    Introduced in 04_triton.
+    """
+    return shutil.which("nvidia-smi") is not None
+
+
 def model_kind(config: ModelConfig) -> str:
     """The platform or backend a config names ("onnxruntime_onnx", "python", "ensemble", ...).
 
@@ -364,12 +373,12 @@ def _check_ensemble(config: ModelConfig, repository: Path | None) -> list[Proble
 
 
 def validate_config(config: ModelConfig, model_dir: Path | None = None, repository: Path | None = None,
-                    gpu_available: bool = False) -> list[Problem]:
+                    gpu_available: bool | None = None) -> list[Problem]:
     """Semantic problems of a parsed config (empty list = none found).
 
     With `model_dir` it also checks the folder name, version folders and, for ONNX
     models, names/dtypes/shapes against the file; with `repository` it checks that
-    ensemble steps exist and their maps name real tensors.
+    ensemble steps exist and their maps name real tensors. `gpu_available` defaults to has_gpu().
 
     Introduced in 04_triton.
     """
@@ -383,7 +392,7 @@ def validate_config(config: ModelConfig, model_dir: Path | None = None, reposito
         problems.append(Problem("platform/backend", f"{kind!r} is not a platform or backend this course knows.",
                                 f"did you mean {close[0]!r}?" if close else "use one of " + ", ".join(DEFAULT_MODEL_FILES)))
     problems += _check_io(config) + _check_batching(config)
-    if not gpu_available:
+    if not (has_gpu() if gpu_available is None else gpu_available):
         for group in config.instance_group:
             if group.kind == mc.ModelInstanceGroup.KIND_GPU:
                 problems.append(Problem("instance_group.kind", "KIND_GPU but this machine has no GPU: a real Triton "
@@ -403,7 +412,7 @@ def validate_config(config: ModelConfig, model_dir: Path | None = None, reposito
     return problems
 
 
-def validate_model(model_dir: Path, gpu_available: bool = False) -> list[Problem]:
+def validate_model(model_dir: Path, gpu_available: bool | None = None) -> list[Problem]:
     """Parse model_dir/config.pbtxt and run every check; a parse error becomes one Problem.
 
     Introduced in 04_triton.
@@ -417,7 +426,7 @@ def validate_model(model_dir: Path, gpu_available: bool = False) -> list[Problem
     return validate_config(config, model_dir=model_dir, repository=model_dir.parent, gpu_available=gpu_available)
 
 
-def check_model(model_dir: Path, gpu_available: bool = False) -> ModelConfig:
+def check_model(model_dir: Path, gpu_available: bool | None = None) -> ModelConfig:
     """Like validate_model(), but raise ConfigError listing every problem; return the config.
 
     Introduced in 04_triton.

@@ -80,3 +80,40 @@ dynamic_batching { preferred_batch_size: 32 }
     assert verdicts["5.1"].passed and verdicts["5.3"].passed
     assert not verdicts["5.2"].passed and "probabilities" in verdicts["5.2"].reason
     assert not verdicts["5.4"].passed and not verdicts["5.6"].passed and not verdicts["5.7"].passed
+
+
+def _load_fixture(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, FIXTURES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_differently_written_correct_answer_passes_ex03(tmp_path):
+    from course_utils.checks import ex03_onnx_to_triton as grader
+
+    answer = _load_fixture("ex03_alternative")
+    verdicts = [*grader.grade_export(answer.export_to_onnx, tmp_path / "1", show=False),
+                *grader.grade_repository(answer.export_to_onnx, answer.write_model_folder, tmp_path / "2", show=False),
+                *grader.grade_serving(answer.export_to_onnx, answer.write_model_folder, answer.triton_predict,
+                                      tmp_path / "3", show=False)]
+    assert all(v.passed for v in verdicts), [v.line() for v in verdicts if not v.passed]
+
+
+def test_a_differently_written_correct_answer_passes_ex04_and_a_swapped_map_fails(tmp_path):
+    from course_utils.checks import ex04_ensemble_postprocess as grader
+
+    answer = _load_fixture("ex04_alternative")
+    verdicts = grader.grade(answer.write_postprocess, answer.write_ensemble, tmp_path / "a", show=False)
+    assert all(v.passed for v in verdicts), [v.line() for v in verdicts if not v.passed]
+
+    def swapped(model_dir):
+        answer.write_ensemble(model_dir)
+        config = Path(model_dir) / "config.pbtxt"
+        config.write_text(config.read_text().replace('key: "LOGITS" value: "t2"', 'key: "t2" value: "LOGITS"'))
+
+    verdicts = {v.check_id: v for v in grader.grade(answer.write_postprocess, swapped, tmp_path / "b", show=False)}
+    assert verdicts["4.2"].passed and not verdicts["4.3"].passed and "input_map" in verdicts["4.3"].reason
+    assert not verdicts["4.5"].passed and "skipped" in verdicts["4.5"].reason

@@ -92,3 +92,9 @@ def test_bad_triton_url_is_explained(repository, tmp_path, monkeypatch):
     monkeypatch.setenv("TRITON_URL", "no-port-here")
     with pytest.raises(ValueError, match="host:port"):
         TritonServer(repository[0], tmp_path)
+
+
+def test_serving_copy_refuses_to_overwrite_the_repository(repository):
+    repo, _ = repository
+    with pytest.raises(ValueError, match="outside the repository"):
+        serving_copy(repo, repo)
