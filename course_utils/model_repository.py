@@ -50,14 +50,6 @@ def repository_tree(repository: Path) -> str:
     return "\n".join(lines)
 
 
-def version_folders(model_dir: Path) -> list[Path]:
-    """The numeric version folders of a model, in version order.
-
-    Introduced in 04_triton.
-    """
-    return sorted((p for p in Path(model_dir).iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
-
-
 def _link(source: Path, target: Path) -> None:
     if target.is_symlink() or target.exists():
         target.unlink()

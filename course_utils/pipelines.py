@@ -14,21 +14,15 @@ from .triton_config import ModelConfig, io_tensor, model_config, write_config
 DIGIT_PREPROCESS = PACKAGE_DIR / "triton_models" / "digit_preprocess.py"
 
 
-def preprocess_config(name: str = "preprocess") -> ModelConfig:
-    """Config of the Python-backend step: IMAGE_BYTES (one encoded image) -> PIXELS [1, 8, 8].
-
-    Introduced in 07_ensembles.
-    """
+def _preprocess_config(name: str = "preprocess") -> ModelConfig:
+    """Config of the Python-backend step: IMAGE_BYTES (one encoded image) -> PIXELS [1, 8, 8]."""
     return model_config(name, backend="python", max_batch_size=8,
                         inputs=[io_tensor("IMAGE_BYTES", "TYPE_STRING", [1])],
                         outputs=[io_tensor("PIXELS", "TYPE_FP32", [1, 8, 8])])
 
 
-def classifier_config(name: str = "digits") -> ModelConfig:
-    """Config of the TorchScript digit classifier: input__0 [1, 8, 8] -> output__0 [10] logits.
-
-    Introduced in 07_ensembles.
-    """
+def _classifier_config(name: str = "digits") -> ModelConfig:
+    """Config of the TorchScript digit classifier: input__0 [1, 8, 8] -> output__0 [10] logits."""
     return model_config(name, platform="pytorch_libtorch", max_batch_size=16,
                         inputs=[io_tensor("input__0", "TYPE_FP32", [1, 8, 8])],
                         outputs=[io_tensor("output__0", "TYPE_FP32", [10])],
@@ -43,10 +37,10 @@ def write_pipeline_steps(repository: Path, model) -> list[Path]:
     """
     repository = Path(repository)
     preprocess_dir, digits_dir = repository / "preprocess", repository / "digits"
-    write_config(preprocess_dir, preprocess_config())
+    write_config(preprocess_dir, _preprocess_config())
     (preprocess_dir / "1").mkdir(parents=True, exist_ok=True)
     shutil.copy(DIGIT_PREPROCESS, preprocess_dir / "1" / "model.py")
-    write_config(digits_dir, classifier_config())
+    write_config(digits_dir, _classifier_config())
     save_torchscript(model, digits_dir / "1" / "model.pt")
     return [preprocess_dir, digits_dir]
 

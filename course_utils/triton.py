@@ -68,13 +68,11 @@ def triton_install_dir() -> Path:
     return root
 
 
-def python_backend_dir(dest: Path) -> Path:
+def _python_backend_dir(dest: Path) -> Path:
     """Make `dest/python/` a Python backend for this interpreter (symlinks); return `dest`.
 
     The wheel keeps one `triton_python_backend_stub` per Python version under
     python_backend_stubs/3.X/; Triton looks for it next to libtriton_python.so.
-
-    Introduced in 04_triton.
     """
     root = triton_install_dir()
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -93,21 +91,15 @@ def python_backend_dir(dest: Path) -> Path:
     return Path(dest)
 
 
-def triton_env() -> dict[str, str]:
-    """Environment for tritonserver: venv bin/ first on PATH, this Python's libpython found.
-
-    Introduced in 04_triton.
-    """
+def _triton_env() -> dict[str, str]:
+    """Environment for tritonserver: venv bin/ first on PATH, this Python's libpython found."""
     libdir = sysconfig.get_config_var("LIBDIR") or ""
     previous = os.environ.get("LD_LIBRARY_PATH", "")
     return tool_env(LD_LIBRARY_PATH=os.pathsep.join(p for p in [libdir, previous] if p))
 
 
-def external_triton_urls() -> dict[str, str] | None:
-    """HTTP, gRPC and metrics addresses of an external server from TRITON_URL, or None.
-
-    Introduced in 04_triton.
-    """
+def _external_triton_urls() -> dict[str, str] | None:
+    """HTTP, gRPC and metrics addresses of an external server from TRITON_URL, or None."""
     url = os.environ.get(TRITON_URL_ENV, "").strip()
     if not url:
         return None
@@ -143,7 +135,7 @@ class TritonServer:
         if not self.repository.is_dir():
             raise FileNotFoundError(f"model repository {self.repository} does not exist; create it and "
                                     "write a model folder (config.pbtxt + 1/) into it")
-        self.external = external_triton_urls()
+        self.external = _external_triton_urls()
         self.ports: dict[str, int] = {}
         self.adaptations: list[str] = []
         self._shm_prefix = f"course_{uuid.uuid4().hex[:8]}_"
@@ -217,12 +209,12 @@ class TritonServer:
 
     def _launch(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        python_backend_dir(self.work_dir / "backends")
+        _python_backend_dir(self.work_dir / "backends")
         self._sync_repository()
         names = ["http", "grpc", "metrics"]
         self.ports = dict(zip(names, free_ports(len(names))))
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(self.command(), env=triton_env(), cwd=self.work_dir,
+            self.process = subprocess.Popen(self.command(), env=_triton_env(), cwd=self.work_dir,
                                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_until(self._live, self.startup_timeout_s, "tritonserver to answer on HTTP", on_timeout=self.log_tail)
 

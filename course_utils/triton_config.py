@@ -424,15 +424,3 @@ def validate_model(model_dir: Path, gpu_available: bool | None = None) -> list[P
         return [Problem("config.pbtxt", str(error), "fix the text before anything else: the server would only say "
                         "'failed to read text proto'.")]
     return validate_config(config, model_dir=model_dir, repository=model_dir.parent, gpu_available=gpu_available)
-
-
-def check_model(model_dir: Path, gpu_available: bool | None = None) -> ModelConfig:
-    """Like validate_model(), but raise ConfigError listing every problem; return the config.
-
-    Introduced in 04_triton.
-    """
-    problems = validate_model(model_dir, gpu_available=gpu_available)
-    if problems:
-        raise ConfigError(f"{Path(model_dir).name}/config.pbtxt has {len(problems)} problem(s):\n"
-                          + "\n".join(f"  - {p}" for p in problems))
-    return read_config(model_dir)
