@@ -32,7 +32,10 @@ def test_perf_analyzer_measures_triton_over_grpc(tmp_path):
                                   protocol="grpc", request_count=200, label="triton")
         with pytest.raises(PerfAnalyzerError, match="exited with"):
             run_perf_analyzer("no_such_model", server.http_url, tmp_path / "perf", concurrencies=(1,))
+        never_agrees = run_perf_analyzer("churn", server.http_url, tmp_path / "perf0", concurrencies=(1,),
+                                         request_count=100, stability_percentage=0)
     assert list(table.concurrency) == [1, 2] and set(table.setup) == {"triton"}
+    assert not never_agrees.stable.iloc[0]  # measured again with a wide threshold, and marked
     assert (table.throughput > 0).all() and (table.p99_ms >= table.p50_ms).all()
 
 
