@@ -49,16 +49,24 @@ def quiet_exporter() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def onnx_session(path: Path, threads: int = 1):
+def onnx_session(path: Path, threads: int = 1, optimization: str = "all"):
     """An onnxruntime CPU InferenceSession for `path` with a fixed thread count.
 
-    Introduced in 04_triton.
+    `optimization` is the graph optimization level: "disabled", "basic", "extended"
+    or "all" (ONNX Runtime's default). Introduced in 04_triton.
     """
     import onnxruntime as ort
 
+    levels = {"disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+              "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+    if optimization not in levels:
+        raise ValueError(f"optimization must be one of {list(levels)}, got {optimization!r}")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.graph_optimization_level = levels[optimization]
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -72,3 +80,38 @@ def max_abs_diff(model: torch.nn.Module, onnx_path: Path, x: np.ndarray) -> floa
     session = onnx_session(onnx_path)
     actual = session.run(None, {session.get_inputs()[0].name: x})[0]
     return float(np.abs(expected - actual).max())
+
+
+class ParityError(AssertionError):
+    """ONNX Runtime's outputs differ from PyTorch's by more than the tolerance."""
+
+
+def parity_table(model: torch.nn.Module, onnx_path: Path, x: np.ndarray, batch_sizes=(1, 7, 64),
+                 tolerance: float = 1e-4):
+    """Compare PyTorch and ONNX Runtime at several batch sizes; raise ParityError beyond `tolerance`.
+
+    Returns a pandas table (batch, max_abs_diff, within tolerance). The error message
+    names the batch size, the difference and the tolerance. Introduced in 05_onnx_and_tensorrt.
+    """
+    import pandas as pd
+
+    session = onnx_session(onnx_path)
+    name = session.get_inputs()[0].name
+    rows = []
+    for batch in batch_sizes:
+        sample = np.ascontiguousarray(x[:batch])
+        with torch.inference_mode():
+            expected = model.eval()(torch.from_numpy(sample)).numpy()
+        try:
+            actual = session.run(None, {name: sample})[0]
+        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise ParityError(f"ONNX Runtime cannot run a batch of {batch}: {' '.join(str(err).split())[:220]} — "
+                              "was the batch dimension exported as dynamic (dynamic_shapes)?") from None
+        rows.append({"batch": batch, "max_abs_diff": float(np.abs(expected - actual).max())})
+    table = pd.DataFrame(rows)
+    table["within_tolerance"] = table.max_abs_diff <= tolerance
+    worst = table.loc[table.max_abs_diff.idxmax()]
+    if not worst.within_tolerance:
+        raise ParityError(f"batch {int(worst.batch)}: max |PyTorch - ONNX Runtime| = {worst.max_abs_diff:.3e} "
+                          f"> tolerance {tolerance:.0e}; export in eval() mode and check unsupported ops")
+    return table

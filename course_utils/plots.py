@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 
@@ -97,5 +98,26 @@ def plot_throughput_vs_latency(table, title: str, latency: str = "p99_ms") -> Fi
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_timings(table, title: str) -> Figure:
+    """Grouped bars of median latency (p90 as a whisker) per runtime, one group per batch size.
+
+    `table` has columns runtime, batch, median_ms, p90_ms. Introduced in 05_onnx_and_tensorrt.
+    """
+    batches = sorted(table["batch"].unique())
+    runtimes = list(dict.fromkeys(table["runtime"]))
+    fig, axes = plt.subplots(1, len(batches), figsize=(5 * len(batches), 4))
+    plt.close(fig)
+    for ax, batch in zip(np.atleast_1d(axes), batches):
+        rows = table[table["batch"] == batch].set_index("runtime").loc[runtimes]
+        ax.bar(runtimes, rows["median_ms"], yerr=[np.zeros(len(rows)), rows["p90_ms"] - rows["median_ms"]],
+               color="#4c72b0", capsize=4)
+        ax.set_title(f"batch {batch}")
+        ax.set_ylabel("ms per call (median, whisker = p90)")
+        ax.tick_params(axis="x", rotation=20)
+    fig.suptitle(title)
     fig.tight_layout()
     return fig

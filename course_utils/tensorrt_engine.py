@@ -1,0 +1,108 @@
+"""Build and run a TensorRT engine from an ONNX file (TensorRT 10 API), where a GPU allows.
+
+TensorRT needs an NVIDIA GPU and its libraries (present in NGC containers such as
+the course's GPU stack; not installable from PyPI on the course machines). Every
+function here checks first and says plainly why it cannot run.
+
+Written against TensorRT 10 (NGC 24.xx-25.xx):
+* networks are always explicit-batch (the EXPLICIT_BATCH flag is ignored);
+* tensors are addressed by name (`set_input_shape`, `set_tensor_address`,
+  `execute_async_v3`), bindings are gone;
+* FP16 is a builder flag (`BuilderFlag.FP16`). TensorRT 11 removes that flag and
+  INT8 calibrators: precision then comes from the network itself ("strongly
+  typed"), e.g. an ONNX file exported in fp16.
+Buffers are torch CUDA tensors, so no pycuda is needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def tensorrt_status() -> tuple[bool, str]:
+    """(True, version) where TensorRT and a CUDA GPU are usable, else (False, the reason).
+
+    Introduced in 05_onnx_and_tensorrt.
+    """
+    try:
+        import tensorrt as trt
+    except ImportError:
+        return False, "TensorRT is not installed (it ships in NGC containers; PyPI has no usable CPU build)"
+    import torch
+
+    if not torch.cuda.is_available():
+        return False, f"TensorRT {trt.__version__} is installed but no CUDA GPU is visible to torch"
+    return True, f"TensorRT {trt.__version__} on {torch.cuda.get_device_name(0)}"
+
+
+def build_engine(onnx_path: Path, plan_path: Path, input_name: str, sample_shape: tuple[int, ...],
+                 min_batch: int = 1, opt_batch: int = 8, max_batch: int = 64, fp16: bool = True) -> Path:
+    """Parse `onnx_path`, build an engine with a dynamic-batch profile, save the plan; return its path.
+
+    `sample_shape` is one sample's shape (e.g. (1, 8, 8)); the profile allows
+    batches min_batch..max_batch and tunes kernels for opt_batch. FP16 is used when
+    requested and the GPU has fast FP16. Introduced in 05_onnx_and_tensorrt.
+    """
+    available, reason = tensorrt_status()
+    if not available:
+        raise RuntimeError(f"cannot build a TensorRT engine: {reason}")
+    import tensorrt as trt
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(Path(onnx_path).read_bytes()):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise RuntimeError(f"TensorRT could not parse {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 1 << 30)
+    profile = builder.create_optimization_profile()
+    profile.set_shape(input_name, (min_batch, *sample_shape), (opt_batch, *sample_shape), (max_batch, *sample_shape))
+    config.add_optimization_profile(profile)
+    if fp16 and builder.platform_has_fast_fp16 and hasattr(trt.BuilderFlag, "FP16"):
+        config.set_flag(trt.BuilderFlag.FP16)
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise RuntimeError("TensorRT failed to build the engine; see the log lines above")
+    plan_path = Path(plan_path)
+    plan_path.parent.mkdir(parents=True, exist_ok=True)
+    plan_path.write_bytes(bytes(plan))
+    return plan_path
+
+
+class TensorRTRunner:
+    """Run a serialized engine on batches of NumPy input (one input, one output).
+
+    Introduced in 05_onnx_and_tensorrt.
+    """
+
+    def __init__(self, plan_path: Path) -> None:
+        available, reason = tensorrt_status()
+        if not available:
+            raise RuntimeError(f"cannot run a TensorRT engine: {reason}")
+        import tensorrt as trt
+        import torch
+
+        self.torch = torch
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.engine = runtime.deserialize_cuda_engine(Path(plan_path).read_bytes())
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.input = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
+        self.output = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        source = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).cuda()
+        self.context.set_input_shape(self.input, tuple(source.shape))
+        result = torch.empty(tuple(self.context.get_tensor_shape(self.output)), dtype=torch.float32, device="cuda")
+        self.context.set_tensor_address(self.input, source.data_ptr())
+        self.context.set_tensor_address(self.output, result.data_ptr())
+        stream = torch.cuda.current_stream()
+        if not self.context.execute_async_v3(stream.cuda_stream):
+            raise RuntimeError("TensorRT execution failed")
+        stream.synchronize()
+        return result.cpu().numpy()
