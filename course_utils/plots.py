@@ -121,3 +121,26 @@ def plot_timings(table, title: str) -> Figure:
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def plot_quantization(table, title: str) -> Figure:
+    """Size, latency and accuracy per quantization method, side by side.
+
+    `table` has columns method, size_kb, latency_b1_ms, latency_b64_ms, accuracy.
+    Introduced in 06_quantization.
+    """
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    plt.close(fig)
+    methods = list(table["method"])
+    colors = ["#888888" if m.startswith("fp32") else "#4c72b0" for m in methods]
+    for ax, column, label in zip(axes, ["size_kb", "latency_b64_ms", "accuracy"],
+                                 ["model size (KiB)", "median ms per batch of 64", "held-out accuracy"]):
+        ax.barh(methods, table[column], color=colors)
+        ax.set_xlabel(label)
+        ax.invert_yaxis()
+    axes[2].set_xlim(max(0.0, float(table["accuracy"].min()) - 0.05), 1.0)
+    for ax in axes[1:]:
+        ax.set_yticklabels([])
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
