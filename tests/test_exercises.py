@@ -117,3 +117,25 @@ def test_a_differently_written_correct_answer_passes_ex04_and_a_swapped_map_fail
     verdicts = {v.check_id: v for v in grader.grade(answer.write_postprocess, swapped, tmp_path / "b", show=False)}
     assert verdicts["4.2"].passed and not verdicts["4.3"].passed and "input_map" in verdicts["4.3"].reason
     assert not verdicts["4.5"].passed and "skipped" in verdicts["4.5"].reason
+
+
+def test_ex07_accepts_another_method_and_rejects_a_copy_of_fp32(tmp_path):
+    import shutil
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from course_utils.checks import ex07_quantize_to_budget as grader
+
+    def dynamic(fp32_onnx, calibration, out_path):  # no calibration needed: still within budget here
+        quantize_dynamic(str(fp32_onnx), str(out_path), weight_type=QuantType.QInt8)
+        return out_path
+
+    verdicts = grader.grade(dynamic, tmp_path / "a", show=False)
+    assert all(v.passed for v in verdicts), [v.line() for v in verdicts if not v.passed]
+
+    def copy(fp32_onnx, calibration, out_path):
+        shutil.copy(fp32_onnx, out_path)
+        return out_path
+
+    verdicts = {v.check_id: v for v in grader.grade(copy, tmp_path / "b", show=False)}
+    assert verdicts["7.1"].passed and not verdicts["7.2"].passed and "budget is 40%" in verdicts["7.2"].reason
