@@ -3,6 +3,7 @@ region) may outlive the test run."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -15,30 +16,52 @@ SHM_PATTERN = "course_*"  # course_utils.triton gives each server's python backe
 _START = time.time()
 
 
-def server_processes(since: float) -> list[psutil.Process]:
-    """TorchServe java/worker and tritonserver/stub processes created after `since`."""
+def own_paths(session: pytest.Session) -> list[str]:
+    """Folders only this run's servers use: the notebooks' work/ and this session's pytest temp dir.
+
+    The guard judges only servers whose command line names one of them, so a server
+    from a JupyterLab session or a second test run on the same machine is left alone.
+    """
+    from course_utils.paths import work_root
+
+    return [str(work_root()), str(session.config._tmp_path_factory.getbasetemp())]
+
+
+def server_processes(since: float, paths: list[str]) -> list[psutil.Process]:
+    """This run's TorchServe java/worker and tritonserver/stub processes created after `since`."""
     found = []
     for process in psutil.process_iter(["cmdline", "create_time"]):
         cmdline = " ".join(process.info["cmdline"] or [])
-        if process.info["create_time"] >= since and any(marker in cmdline for marker in SERVER_MARKERS):
+        if (process.info["create_time"] >= since and any(marker in cmdline for marker in SERVER_MARKERS)
+                and any(path in cmdline for path in paths)):
             found.append(process)
     return found
+
+
+def orphaned_regions(since: float) -> list[Path]:
+    """Triton shm regions created after `since` whose prefix no running tritonserver uses."""
+    live = set()
+    for process in psutil.process_iter(["cmdline"]):
+        live |= set(re.findall(r"shm-region-prefix-name=(course_\w+?_)\b", " ".join(process.info["cmdline"] or [])))
+    return [region for region in Path("/dev/shm").glob(SHM_PATTERN)
+            if region.stat().st_mtime >= since and not any(region.name.startswith(prefix) for prefix in live)]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if hasattr(session.config, "workerinput"):
         return  # an xdist worker: the controller checks once all workers are done
+    paths = own_paths(session)
     deadline = time.time() + 15  # servers stopped at kernel exit may still be shutting down
-    while server_processes(_START) and time.time() < deadline:
+    while server_processes(_START, paths) and time.time() < deadline:
         time.sleep(0.5)
-    leftovers = server_processes(_START)
+    leftovers = server_processes(_START, paths)
     if leftovers:
         for process in leftovers:
             process.kill()
         print(f"\nERROR: {len(leftovers)} server process(es) outlived the tests (killed now): "
               f"{[(p.pid, p.info['cmdline'][0]) for p in leftovers]}")
         session.exitstatus = 1
-    regions = [p for p in Path("/dev/shm").glob(SHM_PATTERN) if p.stat().st_mtime >= _START]
+    regions = orphaned_regions(_START)
     if regions:
         for region in regions:
             region.unlink(missing_ok=True)
