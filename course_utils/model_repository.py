@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-from .paths import PACKAGE_DIR
+from .paths import PACKAGE_DIR, replace_symlink
 from .triton_config import DEFAULT_MODEL_FILES, ConfigError, config_text, has_gpu, model_kind, read_config
 
 RUNTIME_MODEL = PACKAGE_DIR / "triton_models" / "runtime_model.py"
@@ -50,12 +50,6 @@ def repository_tree(repository: Path) -> str:
     return "\n".join(lines)
 
 
-def _link(source: Path, target: Path) -> None:
-    if target.is_symlink() or target.exists():
-        target.unlink()
-    target.symlink_to(source.resolve())
-
-
 def _serve_model(model_dir: Path, dest: Path, gpu_available: bool) -> list[str]:
     if dest.exists():
         shutil.rmtree(dest)
@@ -64,7 +58,7 @@ def _serve_model(model_dir: Path, dest: Path, gpu_available: bool) -> list[str]:
         config = read_config(model_dir)
     except ConfigError:  # let Triton itself report it, as a real server would
         for entry in model_dir.iterdir():
-            _link(entry, dest / entry.name)
+            replace_symlink(dest / entry.name, entry)
         return [f"{model_dir.name}: config.pbtxt does not parse; passed to Triton unchanged"]
     kind = model_kind(config)
     notes = []
@@ -89,10 +83,10 @@ def _serve_model(model_dir: Path, dest: Path, gpu_available: bool) -> list[str]:
         if runtime and entry.is_dir() and entry.name.isdigit():
             (dest / entry.name).mkdir()
             for item in entry.iterdir():
-                _link(item, dest / entry.name / item.name)
+                replace_symlink(dest / entry.name / item.name, item)
             shutil.copy(RUNTIME_MODEL, dest / entry.name / "model.py")
         else:
-            _link(entry, dest / entry.name)
+            replace_symlink(dest / entry.name, entry)
     header = f"# Serving copy of {model_dir / 'config.pbtxt'} made by course_utils for the CPU-only tritonserver.\n"
     header += "".join(f"# {note}\n" for note in notes)
     (dest / "config.pbtxt").write_text(header + config_text(config))

@@ -51,3 +51,15 @@ def work_dir(name: str, clean: bool = True) -> Path:
         return empty_dir(path)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def replace_symlink(link: Path, source: Path) -> Path:
+    """Make `link` a symlink to `source` (resolved), replacing a file or link already there.
+
+    Introduced in 04_triton.
+    """
+    link = Path(link)
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(Path(source).resolve())
+    return link

@@ -39,6 +39,7 @@ from typing import Any, Sequence
 import psutil
 import requests
 
+from .paths import replace_symlink
 from .ports import LOCALHOST, free_ports, wait_until
 from .tools import tool_env
 
@@ -84,10 +85,7 @@ def _python_backend_dir(dest: Path) -> Path:
     for source in [*(root / "backends" / "python").glob("*.*"), stub]:
         if source.name == "__pycache__":
             continue
-        link = backend / source.name
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(source)
+        replace_symlink(backend / source.name, source)
     return Path(dest)
 
 
