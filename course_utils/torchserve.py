@@ -29,6 +29,7 @@ from typing import Any, Mapping, Sequence
 import psutil
 import requests
 
+from .archiver import archive_contents
 from .paths import RESOURCES_DIR
 from .ports import LOCALHOST, free_ports, wait_until
 from .tools import tool, tool_env
@@ -151,13 +152,29 @@ class TorchServe:
         entries.update(self.extra_config)
         return entries
 
+    def archived_models(self) -> list[tuple[str, str, str]]:
+        """(model name, version, .mar file) of each archive in `models`, read from its MANIFEST.json.
+
+        Two archives may hold two versions of one model (`churn_v1.mar`, `churn_v2.mar`
+        both named "churn"): TorchServe loads both, and the first is the default.
+        """
+        identities = []
+        for mar in self.models:
+            manifest = archive_contents(self.model_store / mar)[1]["model"]
+            identities.append((manifest["modelName"], manifest.get("modelVersion", "1.0"), mar))
+        return identities
+
     def _models_property(self) -> dict[str, Any]:
-        by_name = {Path(mar).stem: mar for mar in self.models}
-        unknown = set(self.settings) - set(by_name)
+        identities = self.archived_models()
+        unknown = set(self.settings) - {name for name, _, _ in identities}
         if unknown:
-            raise ValueError(f"settings for {sorted(unknown)} but no such .mar in models={list(self.models)}; "
-                             "settings keys must be model names (the .mar file name without .mar)")
-        return {name: {"1.0": s.as_config(by_name[name])} for name, s in self.settings.items()}
+            raise ValueError(f"settings for {sorted(unknown)} but no such model in models={list(self.models)}; "
+                             "settings keys must be model names (--model-name of the archive)")
+        properties: dict[str, Any] = {}
+        for name, version, mar in identities:
+            if name in self.settings:
+                properties.setdefault(name, {})[version] = self.settings[name].as_config(mar)
+        return properties
 
     def command(self) -> list[str]:
         """The torchserve command line this server is started with."""
@@ -207,8 +224,8 @@ class TorchServe:
                 wait_until(self._read_keys, 60, "key_file.json", on_timeout=self.log_tail)
             wait_until(self._frontend_answers, self.startup_timeout_s, "TorchServe to answer",
                        on_timeout=self.log_tail)
-            for mar in self.models:
-                self.wait_model_ready(Path(mar).stem)
+            for name, version, _ in self.archived_models():
+                self.wait_model_ready(name, version=version)
         except BaseException:
             self.stop()
             raise
