@@ -104,7 +104,7 @@ def decide(result: ProportionTest, users_a: int, users_b: int, needed: int, alph
 
 
 def rejection_rate(rate_a: float, rate_b: float, users: int, experiments: int = 500, alpha: float = 0.05,
-                   seed: int = 0) -> float:
+                   seed: int = 0, progress: bool = False) -> float:
     """Share of simulated experiments in which the test says "different" at level alpha.
 
     With rate_a == rate_b this is the false-positive rate (should be about alpha);
@@ -114,7 +114,7 @@ def rejection_rate(rate_a: float, rate_b: float, users: int, experiments: int = 
     """
     rng = np.random.default_rng(seed)
     rejected = 0
-    for _ in tqdm(range(experiments), desc=f"{experiments} simulated experiments", leave=False):
+    for _ in tqdm(range(experiments), desc=f"{experiments} simulated experiments", leave=False, disable=not progress):
         a = int(simulate_outcomes(users, rate_a, rng).sum())
         b = int(simulate_outcomes(users, rate_b, rng).sum())
         rejected += two_proportion_test(a, users, b, users).p_value < alpha

@@ -15,6 +15,7 @@ measured once more with a wide threshold and marked `stable=False`.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 from pathlib import Path
@@ -128,7 +129,7 @@ def run_perf_analyzer(model: str, url: str, out_dir: Path, concurrencies: Sequen
     env = perf_analyzer_env()
     tables = []
     for concurrency in tqdm(concurrencies, desc=f"perf_analyzer {label or model}", leave=False):
-        csv_path = out_dir / f"{label or model}_c{concurrency}.csv"
+        csv_path = out_dir / f"{_file_stem(label or model)}_c{concurrency}.csv"
         stable = True
         result = _run_once(model, url, csv_path, concurrency, env, out_dir, options)
         if result.returncode != 0 and "Failed to obtain stable measurement" in result.stdout + result.stderr:
@@ -136,7 +137,7 @@ def run_perf_analyzer(model: str, url: str, out_dir: Path, concurrencies: Sequen
             result = _run_once(model, url, csv_path, concurrency, env, out_dir,
                                {**options, "stability_percentage": LENIENT})
         if result.returncode != 0 or not csv_path.exists():
-            raise PerfAnalyzerError(f"perf_analyzer exited with {result.returncode} for {model!r} at "
+            raise PerfAnalyzerError(f"perf_analyzer exited with {result.returncode} and wrote no CSV for {model!r} at "
                                     f"concurrency {concurrency}:\n{(result.stdout + result.stderr)[-3000:]}")
         table = read_perf_csv(csv_path)
         table["stable"] = stable
@@ -145,6 +146,11 @@ def run_perf_analyzer(model: str, url: str, out_dir: Path, concurrencies: Sequen
     if label:
         table.insert(0, "setup", label)
     return table
+
+
+def _file_stem(label: str) -> str:
+    """A label like "TorchServe (batching 8 / 5 ms)" as a safe file name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_")
 
 
 def torchserve_input_data(request_body: Path, dest: Path) -> Path:

@@ -80,11 +80,12 @@ def plot_latency_throughput(rows: Sequence[dict], title: str) -> Figure:
     return fig
 
 
-def plot_throughput_vs_latency(table, title: str, latency: str = "p99_ms") -> Figure:
+def plot_throughput_vs_latency(table, title: str, latency: str = "p99_ms", log_scale: bool = False) -> Figure:
     """Throughput against latency, one line per `setup`, points labelled with concurrency.
 
     `table` is what perf_analyzer.run_perf_analyzer() returns (several setups concatenated).
-    Up and to the left is better. Introduced in 04_triton.
+    Up and to the left is better. `log_scale` puts both axes on a log scale (for
+    setups that differ by orders of magnitude). Introduced in 04_triton.
     """
     fig, ax = plt.subplots(figsize=(7, 4.5))
     plt.close(fig)
@@ -95,9 +96,12 @@ def plot_throughput_vs_latency(table, title: str, latency: str = "p99_ms") -> Fi
                         textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set_xlabel(f"{latency.replace('_ms', '')} latency (ms)")
     ax.set_ylabel("inferences / second")
+    if log_scale:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -142,5 +146,47 @@ def plot_quantization(table, title: str) -> Figure:
     for ax in axes[1:]:
         ax.set_yticklabels([])
     fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_variant_latencies(records: Sequence, title: str) -> Figure:
+    """Latency distribution of each variant's successful requests (a router's records), as box plots.
+
+    Introduced in 08_ab_testing.
+    """
+    names = list(dict.fromkeys(r.variant + (" (shadow)" if r.shadow else "") for r in records))
+    latencies = [[r.latency_ms for r in records if r.ok and r.variant + (" (shadow)" if r.shadow else "") == name]
+                 for name in names]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    plt.close(fig)
+    ax.boxplot(latencies, showfliers=False)
+    ax.set_xticks(range(1, len(names) + 1), names)
+    ax.set_ylabel("latency (ms), successful requests")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig
+
+
+def plot_power_curve(users: Sequence[int], power: Sequence[float], false_positive: Sequence[float],
+                     planned: int, title: str) -> Figure:
+    """Measured power and false-positive rate against users per variant, with the planned size marked.
+
+    Introduced in 08_ab_testing.
+    """
+    fig, ax = plt.subplots(figsize=(7, 4))
+    plt.close(fig)
+    ax.plot(users, power, marker="o", label="power: B truly better, test says so")
+    ax.plot(users, false_positive, marker="s", label="false positives: A/A, test says different")
+    ax.axvline(planned, color="gray", linestyle="--", label=f"planned size ({planned} per variant)")
+    ax.axhline(0.8, color="#4c72b0", alpha=0.3)
+    ax.axhline(0.05, color="#dd8452", alpha=0.3)
+    ax.set_xlabel("users per variant")
+    ax.set_ylabel("share of simulated experiments")
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
