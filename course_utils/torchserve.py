@@ -13,6 +13,9 @@ module does for you (the lessons show each piece once):
 * readiness = every model has a READY worker (`/ping` says "Healthy" too early);
 * stop with `torchserve --stop`, then make sure java and every worker are gone,
   also when the kernel exits.
+
+With TORCHSERVE_URL set (the GPU docker stack), nothing is started: the archives are
+registered on that server instead, see `course_utils/external_torchserve.py`.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import psutil
 import requests
 
 from .archiver import archive_contents
+from .external_torchserve import external_torchserve, register_archives, unregister_archives
 from .paths import RESOURCES_DIR
 from .ports import LOCALHOST, free_ports, wait_until
 from .tools import tool, tool_env
@@ -87,26 +91,38 @@ class TorchServe:
         self.ports: dict[str, int] = {}
         self.process: psutil.Process | None = None
         self._keys: dict[str, str] = {}
+        self.external = external_torchserve()   # TORCHSERVE_URL set: use that server, start nothing
+        self._registered: list[tuple[str, str]] = []
 
     # ----- addresses ---------------------------------------------------------------
     @property
     def inference_url(self) -> str:
+        if self.external:
+            return self.external["inference"]
         return f"http://{LOCALHOST}:{self.ports['inference']}"
 
     @property
     def management_url(self) -> str:
+        if self.external:
+            return self.external["management"]
         return f"http://{LOCALHOST}:{self.ports['management']}"
 
     @property
     def metrics_url(self) -> str:
+        if self.external:
+            return self.external["metrics"]
         return f"http://{LOCALHOST}:{self.ports['metrics']}"
 
     @property
     def grpc_inference_target(self) -> str:
+        if self.external:
+            return self.external["grpc_inference"]
         return f"{LOCALHOST}:{self.ports['grpc_inference']}"
 
     @property
     def grpc_management_target(self) -> str:
+        if self.external:
+            return self.external["grpc_management"]
         return f"{LOCALHOST}:{self.ports['grpc_management']}"
 
     @property
@@ -201,8 +217,10 @@ class TorchServe:
     # ----- lifecycle ---------------------------------------------------------------
     def start(self) -> "TorchServe":
         """Write config.properties, run `torchserve --start` and wait until every model is READY."""
-        if self.process is not None:
+        if self.process is not None or self._registered:
             raise RuntimeError("this TorchServe is already running; call stop() first")
+        if self.external:
+            return self._attach()
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.tmp_dir.mkdir(exist_ok=True)
         self.log_dir.mkdir(exist_ok=True)
@@ -231,6 +249,27 @@ class TorchServe:
             raise
         return self
 
+    def _attach(self) -> "TorchServe":
+        """External mode: read the server's keys, then register this lesson's archives on it."""
+        _RUNNING.append(self)
+        try:
+            if self.token_auth:
+                wait_until(self._read_keys, 60, f"the external server's key file {self._key_file()}")
+            wait_until(self._frontend_answers, self.startup_timeout_s,
+                       f"the external TorchServe at {self.inference_url} (TORCHSERVE_URL)")
+            self._registered = register_archives(self)
+            for name, version in self._registered:
+                self.wait_model_ready(name, version=version)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _key_file(self) -> Path:
+        if self.external:
+            return Path(self.external["key_file"])
+        return self.work_dir / "key_file.json"
+
     def _java_process(self) -> psutil.Process | None:
         pid_file = self.tmp_dir / ".model_server.pid"
         pid = pid_file.read_text().strip() if pid_file.exists() else ""
@@ -242,8 +281,8 @@ class TorchServe:
             raise RuntimeError(f"TorchServe exited during start.\n{self.log_tail()}") from None
 
     def _read_keys(self) -> bool:
-        path = self.work_dir / "key_file.json"
-        if not path.exists():
+        path = self._key_file()
+        if not path.is_file():
             return False
         try:
             data = json.loads(path.read_text())
@@ -294,6 +333,10 @@ class TorchServe:
         """
         if self in _RUNNING:
             _RUNNING.remove(self)
+        if self.external:
+            registered, self._registered = self._registered, []
+            unregister_archives(self, registered)
+            return
         process, self.process = self.process, None
         if process is None:
             process = self._pid_file_process()
@@ -329,7 +372,7 @@ class TorchServe:
         Introduced in 03_archiving_and_deployment.
         """
         if not self._read_keys():
-            raise FileNotFoundError(f"no readable key_file.json in {self.work_dir}; is the server running?")
+            raise FileNotFoundError(f"no readable key file at {self._key_file()}; is the server running?")
 
     def key(self, api: str) -> str:
         """The token for "inference", "management" or "token" (the token API) from key_file.json."""
@@ -357,6 +400,8 @@ class TorchServe:
 
     def log_tail(self, name: str = "ts_log.log", lines: int = 40) -> str:
         """The last lines of one of this server's logs (ts_log.log, model_log.log, launcher.log)."""
+        if self.external:
+            return f"(external server at {self.inference_url}: read its log, e.g. `docker compose logs torchserve`)"
         parts = []
         for log in dict.fromkeys([name, "launcher.log"]):
             path = self.log_dir / log

@@ -18,8 +18,10 @@ Embedded mode (the default): the `tritonserver` 2.51 binary that the PyPI wheel
 External mode: set the environment variable TRITON_URL (HTTP, e.g. `localhost:8000`)
 and optionally TRITON_GRPC_URL (default: HTTP port + 1) and TRITON_METRICS_URL
 (default: HTTP port + 2). Then start()/stop() launch nothing, and the same notebook
-talks to that server (the GPU docker stack). Its model repository must be the one
-the notebook writes (the stack mounts work/ for this).
+talks to that server (the GPU docker stack). With TRITON_REPOSITORY set to the external
+server's model repository (a folder this machine can write; the stack mounts work/),
+load() first copies the model folder the notebook wrote into it, unchanged: the real
+onnxruntime, pytorch and TensorRT backends serve it as written.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import atexit
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -106,8 +109,12 @@ def _external_triton_urls() -> dict[str, str] | None:
     if not host or not port.isdigit():
         raise ValueError(f"{TRITON_URL_ENV}={url!r} is not host:port; set it like TRITON_URL=localhost:8000")
     metrics = os.environ.get("TRITON_METRICS_URL", f"{host}:{int(port) + 2}")
+    repository = os.environ.get("TRITON_REPOSITORY", "").strip()
+    if repository and not Path(repository).is_dir():
+        raise ValueError(f"TRITON_REPOSITORY={repository!r} is not a folder: set it to the external server's "
+                         "--model-repository as this machine sees it, or unset it")
     return {"http": host_port, "grpc": os.environ.get("TRITON_GRPC_URL", f"{host}:{int(port) + 1}"),
-            "metrics": metrics.split("://", 1)[-1].rstrip("/")}
+            "metrics": metrics.split("://", 1)[-1].rstrip("/"), "repository": repository}
 
 
 @dataclass
@@ -299,6 +306,8 @@ class TritonServer:
         """
         if not self.external:
             self._sync_repository(model)
+        elif self.external["repository"]:
+            self._copy_to_external(model)
         timeout = timeout_s or self.startup_timeout_s
         try:
             response = requests.post(f"http://{self.http_url}/v2/repository/models/{model}/load", timeout=timeout)
@@ -309,6 +318,14 @@ class TritonServer:
         if response.status_code != 200:
             reason = response.json().get("error", response.text)
             raise ModelLoadError(f"Triton could not load {model!r}: {reason}\n{self.log_tail(model)}")
+
+    def _copy_to_external(self, model: str) -> None:
+        source = self.repository / model
+        if not (source / "config.pbtxt").is_file():
+            raise ModelLoadError(f"{source} has no config.pbtxt; write the model folder before loading it")
+        target = Path(self.external["repository"]) / model
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(source, target, symlinks=False)
 
     def unload(self, model: str) -> None:
         """Unload `model` (explicit model control) and wait until it is no longer ready.

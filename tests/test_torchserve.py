@@ -74,3 +74,38 @@ def test_clear_errors_for_a_missing_archive_and_misnamed_settings(store, tmp_pat
                                   "workers"], 1)
     with pytest.raises(ValueError, match="settings keys must be model names"):
         server.config()
+
+
+def test_external_mode_registers_on_a_running_server_and_unregisters_at_stop(store, tmp_path, monkeypatch):
+    """TORCHSERVE_URL pointed at an embedded server: the docker stack's path, without Docker."""
+    shared = tmp_path / "shared_store"
+    shared.mkdir()
+    with TorchServe(shared, tmp_path / "host", enable_model_api=True) as host:
+        for name, value in [("TORCHSERVE_URL", host.inference_url), ("TORCHSERVE_MANAGEMENT_URL", host.management_url),
+                            ("TORCHSERVE_METRICS_URL", host.metrics_url),
+                            ("TORCHSERVE_GRPC_URL", host.grpc_inference_target),
+                            ("TORCHSERVE_KEY_FILE", str(host.work_dir / "key_file.json")),
+                            ("TORCHSERVE_MODEL_STORE", str(shared))]:
+            monkeypatch.setenv(name, value)
+        lesson = TorchServe(store, tmp_path / "lesson", models=["churn.mar"],
+                            settings={"churn": ModelSettings(batch_size=4, max_batch_delay_ms=10)})
+        with lesson:
+            assert lesson.pids() == [] and lesson.inference_url == host.inference_url
+            answer = requests.post(f"{lesson.inference_url}/predictions/churn", json=[24, 80.5, 2, 12],
+                                   headers=lesson.headers("inference"), timeout=30)
+            assert answer.status_code == 200
+            described = requests.get(f"{host.management_url}/models/churn", headers=host.headers("management"),
+                                     timeout=30).json()[0]
+            assert described["batchSize"] == 4 and described["maxBatchDelay"] == 10
+        gone = requests.get(f"{host.management_url}/models/churn", headers=host.headers("management"), timeout=30)
+        assert gone.status_code == 404  # unregistered at stop
+        assert host.process.is_running()  # and the server itself left alone
+
+
+def test_external_mode_explains_missing_settings(store, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCHSERVE_URL", "localhost:8080")
+    with pytest.raises(ValueError, match="http://host:port"):
+        TorchServe(store, tmp_path)
+    monkeypatch.setenv("TORCHSERVE_URL", "http://localhost:8080")
+    with pytest.raises(ValueError, match="TORCHSERVE_MODEL_STORE"):
+        TorchServe(store, tmp_path)

@@ -98,3 +98,26 @@ def test_serving_copy_refuses_to_overwrite_the_repository(repository):
     repo, _ = repository
     with pytest.raises(ValueError, match="outside the repository"):
         serving_copy(repo, repo)
+
+
+def test_external_mode_copies_the_notebooks_model_folder_into_triton_repository(tmp_path, monkeypatch):
+    """TRITON_URL + TRITON_REPOSITORY pointed at an embedded server: the docker stack's path, without Docker."""
+    from course_utils.models import train_digit_cnn
+    from course_utils.pipelines import write_pipeline_steps
+
+    empty = tmp_path / "server_repo"
+    empty.mkdir()
+    lesson_repo = tmp_path / "lesson_repo"
+    write_pipeline_steps(lesson_repo, train_digit_cnn(epochs=1).model)
+    with TritonServer(empty, tmp_path / "embedded") as embedded:
+        monkeypatch.setenv("TRITON_URL", embedded.http_url)
+        monkeypatch.setenv("TRITON_REPOSITORY", str(embedded.served_repository))
+        with TritonServer(lesson_repo, tmp_path / "external", models=["preprocess"]) as external:
+            assert external.pids() == []
+            assert (embedded.served_repository / "preprocess" / "1" / "model.py").is_file()
+            assert embedded.is_ready("preprocess")
+        with pytest.raises(ModelLoadError, match="no config.pbtxt"):
+            TritonServer(lesson_repo, tmp_path / "again", models=["missing"]).start()
+    monkeypatch.setenv("TRITON_REPOSITORY", str(tmp_path / "nowhere"))
+    with pytest.raises(ValueError, match="TRITON_REPOSITORY"):
+        TritonServer(lesson_repo, tmp_path / "bad")

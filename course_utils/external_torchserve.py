@@ -1,0 +1,96 @@
+"""Use a TorchServe that runs elsewhere (the GPU docker stack) instead of starting one.
+
+Set these environment variables (the stack's `jupyter` service sets them for you):
+
+* TORCHSERVE_URL             inference API, e.g. http://torchserve:8080
+* TORCHSERVE_MANAGEMENT_URL  management API (default: the inference port + 1)
+* TORCHSERVE_METRICS_URL     metrics API (default: the inference port + 2)
+* TORCHSERVE_GRPC_URL        gRPC inference host:port (default: host:7070; management is +1)
+* TORCHSERVE_KEY_FILE        the server's key_file.json (token authorization stays on)
+* TORCHSERVE_MODEL_STORE     the server's model store, a folder this machine can write
+
+Then `TorchServe(...).start()` copies the lesson's archives into the shared model store
+and registers them through the management API (with the lesson's batching settings);
+`stop()` unregisters them and leaves the server running. The external server needs
+the model API on and `allowed_urls` limited to its model store.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import requests
+
+if TYPE_CHECKING:
+    from .torchserve import TorchServe
+
+TORCHSERVE_URL_ENV = "TORCHSERVE_URL"
+
+
+def external_torchserve() -> dict[str, str] | None:
+    """Addresses, key file and model store of the external TorchServe named by TORCHSERVE_URL, or None.
+
+    Introduced in 01_torchserve_architecture.
+    """
+    url = os.environ.get(TORCHSERVE_URL_ENV, "").strip().rstrip("/")
+    if not url:
+        return None
+    scheme, _, host_port = url.partition("://")
+    host, _, port = host_port.rpartition(":")
+    if scheme not in ("http", "https") or not host or not port.isdigit():
+        raise ValueError(f"{TORCHSERVE_URL_ENV}={url!r} is not http://host:port; set it like "
+                         "TORCHSERVE_URL=http://localhost:8080")
+    store = os.environ.get("TORCHSERVE_MODEL_STORE", "").strip()
+    if not store or not Path(store).is_dir():
+        raise ValueError(f"{TORCHSERVE_URL_ENV} is set, but TORCHSERVE_MODEL_STORE={store!r} is not a folder: set it to "
+                         "the external server's model store as this machine sees it (the docker stack mounts work/)")
+    grpc = os.environ.get("TORCHSERVE_GRPC_URL", f"{host}:7070").split("://")[-1]
+    grpc_host, _, grpc_port = grpc.rpartition(":")
+    return {"inference": url,
+            "management": os.environ.get("TORCHSERVE_MANAGEMENT_URL", f"{scheme}://{host}:{int(port) + 1}").rstrip("/"),
+            "metrics": os.environ.get("TORCHSERVE_METRICS_URL", f"{scheme}://{host}:{int(port) + 2}").rstrip("/"),
+            "grpc_inference": grpc, "grpc_management": f"{grpc_host}:{int(grpc_port) + 1}",
+            "key_file": os.environ.get("TORCHSERVE_KEY_FILE", "").strip(), "model_store": store}
+
+
+def register_archives(server: "TorchServe") -> list[tuple[str, str]]:
+    """Copy `server.models` into the external model store and register each; return (name, version) pairs.
+
+    A version left registered by an earlier run is replaced. Introduced in 01_torchserve_architecture.
+    """
+    store = Path(server.external["model_store"])
+    registered = []
+    for name, version, mar in server.archived_models():
+        shutil.copy(server.model_store / mar, store / mar)
+        url = f"{server.management_url}/models/{name}/{version}"
+        if requests.get(url, headers=server.headers("management"), timeout=30).status_code == 200:
+            requests.delete(url, headers=server.headers("management"), timeout=60)
+        params = {"url": mar, "initial_workers": 1, "synchronous": "true"}
+        if name in server.settings:
+            settings = server.settings[name]
+            params.update(batch_size=settings.batch_size, max_batch_delay=settings.max_batch_delay_ms,
+                          response_timeout=settings.response_timeout_s)
+        response = requests.post(f"{server.management_url}/models", params=params,
+                                 headers=server.headers("management"), timeout=300)
+        if response.status_code != 200:
+            raise RuntimeError(f"the external TorchServe refused to register {mar} (HTTP {response.status_code}: "
+                               f"{response.text.strip()[:300]}); it needs --enable-model-api and allowed_urls "
+                               f"covering its model store {store}")
+        registered.append((name, version))
+    return registered
+
+
+def unregister_archives(server: "TorchServe", registered: list[tuple[str, str]]) -> None:
+    """Unregister what register_archives() registered; the external server keeps running.
+
+    Introduced in 01_torchserve_architecture.
+    """
+    for name, version in registered:
+        try:
+            requests.delete(f"{server.management_url}/models/{name}/{version}",
+                            headers=server.headers("management"), timeout=60)
+        except requests.RequestException:
+            pass  # the server is gone already: nothing left to clean up
