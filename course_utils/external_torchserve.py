@@ -8,9 +8,13 @@ Set these environment variables (the stack's `jupyter` service sets them for you
 * TORCHSERVE_GRPC_URL        gRPC inference host:port (default: host:7070; management is +1)
 * TORCHSERVE_KEY_FILE        the server's key_file.json (token authorization stays on)
 * TORCHSERVE_MODEL_STORE     the server's model store, a folder this machine can write
+* TORCHSERVE_LOG_DIR         the server's log folder, if this machine can read it (optional)
+* TORCHSERVE_WORKFLOW_STORE  the server's workflow store (for lessons with workflows)
 
-Then `TorchServe(...).start()` copies the lesson's archives into the shared model store
-and registers them through the management API (with the lesson's batching settings);
+Then `TorchServe(...).start()` copies every archive of the lesson's model store into the
+shared model store (so a later `POST /models?url=<name>.mar` finds it, as on the embedded
+server), registers the ones in `models` through the management API (with the lesson's
+batching settings), and waits for READY workers;
 `stop()` unregisters them and leaves the server running. The external server needs
 the model API on and `allowed_urls` limited to its model store.
 """
@@ -53,18 +57,28 @@ def external_torchserve() -> dict[str, str] | None:
             "management": os.environ.get("TORCHSERVE_MANAGEMENT_URL", f"{scheme}://{host}:{int(port) + 1}").rstrip("/"),
             "metrics": os.environ.get("TORCHSERVE_METRICS_URL", f"{scheme}://{host}:{int(port) + 2}").rstrip("/"),
             "grpc_inference": grpc, "grpc_management": f"{grpc_host}:{int(grpc_port) + 1}",
-            "key_file": os.environ.get("TORCHSERVE_KEY_FILE", "").strip(), "model_store": store}
+            "key_file": os.environ.get("TORCHSERVE_KEY_FILE", "").strip(), "model_store": store,
+            "log_dir": os.environ.get("TORCHSERVE_LOG_DIR", "").strip(),
+            "workflow_store": os.environ.get("TORCHSERVE_WORKFLOW_STORE", "").strip()}
 
 
 def register_archives(server: "TorchServe") -> list[tuple[str, str]]:
-    """Copy `server.models` into the external model store and register each; return (name, version) pairs.
+    """Mirror the lesson's archives into the external model store, register `server.models`; return (name, version) pairs.
 
     A version left registered by an earlier run is replaced. Introduced in 01_torchserve_architecture.
     """
     store = Path(server.external["model_store"])
+    for archive in server.model_store.glob("*.mar"):
+        shutil.copy(archive, store / archive.name)
+    if server.workflow_store is not None:
+        workflows = Path(server.external["workflow_store"] or "/nonexistent")
+        if not workflows.is_dir():
+            raise ValueError("this server uses a workflow store, but TORCHSERVE_WORKFLOW_STORE is not a folder: set it "
+                             "to the external server's --workflow-store (the docker stack sets it)")
+        for archive in Path(server.workflow_store).glob("*.war"):
+            shutil.copy(archive, workflows / archive.name)
     registered = []
     for name, version, mar in server.archived_models():
-        shutil.copy(server.model_store / mar, store / mar)
         url = f"{server.management_url}/models/{name}/{version}"
         if requests.get(url, headers=server.headers("management"), timeout=30).status_code == 200:
             requests.delete(url, headers=server.headers("management"), timeout=60)
@@ -84,13 +98,28 @@ def register_archives(server: "TorchServe") -> list[tuple[str, str]]:
 
 
 def unregister_archives(server: "TorchServe", registered: list[tuple[str, str]]) -> None:
-    """Unregister what register_archives() registered; the external server keeps running.
+    """Unregister every version of the registered models, and the lesson's workflows; the server keeps running.
 
     Introduced in 01_torchserve_architecture.
     """
-    for name, version in registered:
+    paths = []
+    for name in dict.fromkeys(name for name, _ in registered):   # every version, also ones the lesson added
         try:
-            requests.delete(f"{server.management_url}/models/{name}/{version}",
-                            headers=server.headers("management"), timeout=60)
-        except requests.RequestException:
-            pass  # the server is gone already: nothing left to clean up
+            versions = requests.get(f"{server.management_url}/models/{name}/all",
+                                    headers=server.headers("management"), timeout=60).json()
+            paths += [f"models/{name}/{v['modelVersion']}" for v in versions if isinstance(v, dict)]
+        except (requests.RequestException, ValueError):
+            paths += [f"models/{name}/{version}" for n, version in registered if n == name]
+    if server.workflow_store is not None:
+        paths += [f"workflows/{archive.stem}" for archive in Path(server.workflow_store).glob("*.war")]
+    for _ in range(2):   # TorchServe keeps the default version while others exist: a second pass removes it
+        remaining = []
+        for path in paths:
+            try:
+                response = requests.delete(f"{server.management_url}/{path}", headers=server.headers("management"),
+                                           timeout=60)
+            except requests.RequestException:
+                return  # the server is gone already: nothing left to clean up
+            if response.status_code not in (200, 404):
+                remaining.append(path)
+        paths = remaining

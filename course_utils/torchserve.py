@@ -131,6 +131,8 @@ class TorchServe:
 
     @property
     def log_dir(self) -> Path:
+        if self.external and self.external["log_dir"]:
+            return Path(self.external["log_dir"])   # the stack's logs, shared through work/
         return self.work_dir / "logs"
 
     @property
@@ -400,7 +402,7 @@ class TorchServe:
 
     def log_tail(self, name: str = "ts_log.log", lines: int = 40) -> str:
         """The last lines of one of this server's logs (ts_log.log, model_log.log, launcher.log)."""
-        if self.external:
+        if self.external and not self.external["log_dir"]:
             return f"(external server at {self.inference_url}: read its log, e.g. `docker compose logs torchserve`)"
         parts = []
         for log in dict.fromkeys([name, "launcher.log"]):

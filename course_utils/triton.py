@@ -307,7 +307,7 @@ class TritonServer:
         if not self.external:
             self._sync_repository(model)
         elif self.external["repository"]:
-            self._copy_to_external(model)
+            self.publish_model(model)
         timeout = timeout_s or self.startup_timeout_s
         try:
             response = requests.post(f"http://{self.http_url}/v2/repository/models/{model}/load", timeout=timeout)
@@ -319,7 +319,15 @@ class TritonServer:
             reason = response.json().get("error", response.text)
             raise ModelLoadError(f"Triton could not load {model!r}: {reason}\n{self.log_tail(model)}")
 
-    def _copy_to_external(self, model: str) -> None:
+    def publish_model(self, model: str) -> None:
+        """External mode: copy the model folder, as written, into the server's TRITON_REPOSITORY.
+
+        load() does this for you; call it before a raw `POST .../load` request.
+        Introduced in 04_triton.
+        """
+        if not (self.external and self.external["repository"]):
+            raise RuntimeError("publish_model() is for an external server with TRITON_REPOSITORY set; "
+                               "the embedded server reads its serving copy (load() refreshes it)")
         source = self.repository / model
         if not (source / "config.pbtxt").is_file():
             raise ModelLoadError(f"{source} has no config.pbtxt; write the model folder before loading it")

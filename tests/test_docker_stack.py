@@ -69,10 +69,14 @@ def test_bind_mounts_exist_and_the_servers_share_the_folder_the_lessons_write(se
             else:
                 assert path.exists(), f"{name} mounts {source}, which is not in the repository"
     jupyter = services["jupyter"]["environment"]
-    for variable in ["TORCHSERVE_MODEL_STORE", "TORCHSERVE_KEY_FILE", "TRITON_REPOSITORY", "COURSE_WORK_DIR"]:
+    for variable in ["TORCHSERVE_MODEL_STORE", "TORCHSERVE_KEY_FILE", "TORCHSERVE_LOG_DIR", "TORCHSERVE_WORKFLOW_STORE",
+                     "TRITON_REPOSITORY", "COURSE_WORK_DIR"]:
         assert jupyter[variable].startswith("/course/work"), f"{variable} must point into the shared work folder"
-    assert "/course/work/torchserve_store" in " ".join(services["torchserve"]["command"])
-    assert "--model-repository=/course/work/triton_repository" in " ".join(services["triton"]["command"])
+    torchserve_command = " ".join(services["torchserve"]["command"])
+    assert f"--model-store {jupyter['TORCHSERVE_MODEL_STORE']}" in torchserve_command
+    assert f"--workflow-store {jupyter['TORCHSERVE_WORKFLOW_STORE']}" in torchserve_command
+    assert f"cd {Path(jupyter['TORCHSERVE_KEY_FILE']).parent}" in torchserve_command  # key_file.json is written there
+    assert f"--model-repository={jupyter['TRITON_REPOSITORY']}" in " ".join(services["triton"]["command"])
     assert "--model-control-mode=explicit" in " ".join(services["triton"]["command"])
 
 
