@@ -5,7 +5,8 @@ Set these environment variables (the stack's `jupyter` service sets them for you
 * TORCHSERVE_URL             inference API, e.g. http://torchserve:8080
 * TORCHSERVE_MANAGEMENT_URL  management API (default: the inference port + 1)
 * TORCHSERVE_METRICS_URL     metrics API (default: the inference port + 2)
-* TORCHSERVE_GRPC_URL        gRPC inference host:port (default: host:7070; management is +1)
+* TORCHSERVE_GRPC_URL        gRPC inference host:port (default: host:7070)
+* TORCHSERVE_GRPC_MANAGEMENT_URL  gRPC management host:port (default: the gRPC inference port + 1)
 * TORCHSERVE_KEY_FILE        the server's key_file.json (token authorization stays on)
 * TORCHSERVE_MODEL_STORE     the server's model store, a folder this machine can write
 * TORCHSERVE_LOG_DIR         the server's log folder, if this machine can read it (optional)
@@ -56,7 +57,8 @@ def external_torchserve() -> dict[str, str] | None:
     return {"inference": url,
             "management": os.environ.get("TORCHSERVE_MANAGEMENT_URL", f"{scheme}://{host}:{int(port) + 1}").rstrip("/"),
             "metrics": os.environ.get("TORCHSERVE_METRICS_URL", f"{scheme}://{host}:{int(port) + 2}").rstrip("/"),
-            "grpc_inference": grpc, "grpc_management": f"{grpc_host}:{int(grpc_port) + 1}",
+            "grpc_inference": grpc,
+            "grpc_management": os.environ.get("TORCHSERVE_GRPC_MANAGEMENT_URL", f"{grpc_host}:{int(grpc_port) + 1}"),
             "key_file": os.environ.get("TORCHSERVE_KEY_FILE", "").strip(), "model_store": store,
             "log_dir": os.environ.get("TORCHSERVE_LOG_DIR", "").strip(),
             "workflow_store": os.environ.get("TORCHSERVE_WORKFLOW_STORE", "").strip()}

@@ -256,7 +256,7 @@ class TorchServe:
         _RUNNING.append(self)
         try:
             if self.token_auth:
-                wait_until(self._read_keys, 60, f"the external server's key file {self._key_file()}")
+                wait_until(self._read_keys, 60, f"the external server's key file {self.key_file}")
             wait_until(self._frontend_answers, self.startup_timeout_s,
                        f"the external TorchServe at {self.inference_url} (TORCHSERVE_URL)")
             self._registered = register_archives(self)
@@ -267,7 +267,9 @@ class TorchServe:
             raise
         return self
 
-    def _key_file(self) -> Path:
+    @property
+    def key_file(self) -> Path:
+        """The key_file.json this server wrote (in work_dir; on the docker stack, TORCHSERVE_KEY_FILE)."""
         if self.external:
             return Path(self.external["key_file"])
         return self.work_dir / "key_file.json"
@@ -283,7 +285,7 @@ class TorchServe:
             raise RuntimeError(f"TorchServe exited during start.\n{self.log_tail()}") from None
 
     def _read_keys(self) -> bool:
-        path = self._key_file()
+        path = self.key_file
         if not path.is_file():
             return False
         try:
@@ -374,7 +376,7 @@ class TorchServe:
         Introduced in 03_archiving_and_deployment.
         """
         if not self._read_keys():
-            raise FileNotFoundError(f"no readable key file at {self._key_file()}; is the server running?")
+            raise FileNotFoundError(f"no readable key file at {self.key_file}; is the server running?")
 
     def key(self, api: str) -> str:
         """The token for "inference", "management" or "token" (the token API) from key_file.json."""

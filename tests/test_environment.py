@@ -1,5 +1,6 @@
 """The one list of pins (pyproject.toml) and environment.yml must agree."""
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -47,3 +48,12 @@ def test_conda_side_matches_what_the_doctor_requires():
 def test_makefile_installs_the_same_torch_first():
     makefile = (ROOT / "Makefile").read_text()
     assert f"pip install --quiet torch=={pins()['torch']}" in makefile
+
+
+def test_gpu_extras_are_pinned_and_the_docker_image_installs_them_from_pyproject():
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["gpu"]
+    assert extras and all("==" in requirement for requirement in extras), extras
+    dockerfile = (ROOT / "docker" / "jupyter" / "Dockerfile").read_text()
+    assert '-e ".[gpu]"' in dockerfile
+    installs = " ".join(line for line in dockerfile.splitlines() if "pip install" in line)
+    assert set(re.findall(r"([A-Za-z0-9_.-]+)==", installs)) == {"torch"}, "pin packages in pyproject.toml, not the Dockerfile"

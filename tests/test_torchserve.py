@@ -91,6 +91,7 @@ def test_external_mode_registers_on_a_running_server_and_unregisters_at_stop(sto
                             settings={"churn": ModelSettings(batch_size=4, max_batch_delay_ms=10)})
         with lesson:
             assert lesson.pids() == [] and lesson.inference_url == host.inference_url
+            assert sorted(p.name for p in shared.glob("*.mar")) == ["broken.mar", "churn.mar"]  # the store is mirrored
             answer = requests.post(f"{lesson.inference_url}/predictions/churn", json=[24, 80.5, 2, 12],
                                    headers=lesson.headers("inference"), timeout=30)
             assert answer.status_code == 200
