@@ -155,9 +155,8 @@ def plot_variant_latencies(records: Sequence, title: str) -> Figure:
 
     Introduced in 08_ab_testing.
     """
-    names = list(dict.fromkeys(r.variant + (" (shadow)" if r.shadow else "") for r in records))
-    latencies = [[r.latency_ms for r in records if r.ok and r.variant + (" (shadow)" if r.shadow else "") == name]
-                 for name in names]
+    names = list(dict.fromkeys(r.label for r in records))
+    latencies = [[r.latency_ms for r in records if r.ok and r.label == name] for name in names]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     plt.close(fig)
     ax.boxplot(latencies, showfliers=False)

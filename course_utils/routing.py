@@ -52,6 +52,11 @@ class Record:
     def ok(self) -> bool:
         return not self.error
 
+    @property
+    def label(self) -> str:
+        """The variant's name, marked "(shadow)" for a shadow copy: the row it belongs to in a summary."""
+        return f"{self.variant} (shadow)" if self.shadow else self.variant
+
 
 def bucket(key: str, experiment: str) -> float:
     """Map a user key to a number in [0, 1) that depends only on (experiment, key).
@@ -206,11 +211,9 @@ class ABRouter:
         rows = []
         names = list(self.variants) + ([f"{self.shadow} (shadow)"] if self.shadow else [])
         for name in names:
-            shadow = name.endswith("(shadow)")
-            variant = self.shadow if shadow else name
-            records = [r for r in self.records if r.variant == variant and r.shadow == shadow]
+            records = [r for r in self.records if r.label == name]
             ok = [r.latency_ms for r in records if r.ok]
-            results = [success for v, success in self.outcomes.values() if v == variant and not shadow]
+            results = [success for variant, success in self.outcomes.values() if variant == name]
             rows.append({"variant": name, "requests": len(records), "errors": sum(not r.ok for r in records),
                          "timeouts": sum(r.error.startswith("timeout") for r in records),
                          "p50_ms": round(float(np.percentile(ok, 50)), 2) if ok else float("nan"),

@@ -95,35 +95,31 @@ class TorchServe:
         self._registered: list[tuple[str, str]] = []
 
     # ----- addresses ---------------------------------------------------------------
+    def _address(self, api: str, scheme: str = "http://") -> str:
+        """Where `api` listens: the external server's address, or this server's localhost port."""
+        if self.external:
+            return self.external[api]
+        return f"{scheme}{LOCALHOST}:{self.ports[api]}"
+
     @property
     def inference_url(self) -> str:
-        if self.external:
-            return self.external["inference"]
-        return f"http://{LOCALHOST}:{self.ports['inference']}"
+        return self._address("inference")
 
     @property
     def management_url(self) -> str:
-        if self.external:
-            return self.external["management"]
-        return f"http://{LOCALHOST}:{self.ports['management']}"
+        return self._address("management")
 
     @property
     def metrics_url(self) -> str:
-        if self.external:
-            return self.external["metrics"]
-        return f"http://{LOCALHOST}:{self.ports['metrics']}"
+        return self._address("metrics")
 
     @property
     def grpc_inference_target(self) -> str:
-        if self.external:
-            return self.external["grpc_inference"]
-        return f"{LOCALHOST}:{self.ports['grpc_inference']}"
+        return self._address("grpc_inference", scheme="")
 
     @property
     def grpc_management_target(self) -> str:
-        if self.external:
-            return self.external["grpc_management"]
-        return f"{LOCALHOST}:{self.ports['grpc_management']}"
+        return self._address("grpc_management", scheme="")
 
     @property
     def config_path(self) -> Path:
@@ -218,15 +214,35 @@ class TorchServe:
 
     # ----- lifecycle ---------------------------------------------------------------
     def start(self) -> "TorchServe":
-        """Write config.properties, run `torchserve --start` and wait until every model is READY."""
+        """Run `torchserve --start` (or attach to TORCHSERVE_URL) and wait until every model is READY."""
         if self.process is not None or self._registered:
             raise RuntimeError("this TorchServe is already running; call stop() first")
-        if self.external:
-            return self._attach()
+        if not self.external:
+            self._launch()
+        _RUNNING.append(self)
+        try:
+            if not self.external:
+                self.process = wait_until(self._java_process, 30, "the TorchServe java frontend to start",
+                                          on_timeout=self.log_tail)
+            if self.token_auth:
+                wait_until(self._read_keys, 60, f"the key file {self.key_file}", on_timeout=self.log_tail)
+            wait_until(self._frontend_answers, self.startup_timeout_s, f"TorchServe at {self.inference_url} to answer",
+                       on_timeout=self.log_tail)
+            if self.external:
+                self._registered = register_archives(self)
+            for name, version, _ in self.archived_models():
+                self.wait_model_ready(name, version=version)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _launch(self) -> None:
+        """Write config.properties into work_dir and run `torchserve --start` there (it returns at once)."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.tmp_dir.mkdir(exist_ok=True)
         self.log_dir.mkdir(exist_ok=True)
-        (self.work_dir / "key_file.json").unlink(missing_ok=True)
+        self.key_file.unlink(missing_ok=True)
         names = ["inference", "management", "metrics", "grpc_inference", "grpc_management", "workers"]
         self.ports = dict(zip(names, free_ports(len(names))))
         self.config_path.write_text("".join(f"{k}={v}\n" for k, v in self.config().items()))
@@ -236,36 +252,6 @@ class TorchServe:
         with open(self.log_dir / "launcher.log", "ab") as launcher_log:
             subprocess.run([tool("torchserve"), *self.command()[1:]], cwd=self.work_dir, env=self._env(),
                            stdout=launcher_log, stderr=subprocess.STDOUT, start_new_session=True, check=False)
-        _RUNNING.append(self)
-        try:
-            self.process = wait_until(self._java_process, 30, "the TorchServe java frontend to start",
-                                      on_timeout=self.log_tail)
-            if self.token_auth:
-                wait_until(self._read_keys, 60, "key_file.json", on_timeout=self.log_tail)
-            wait_until(self._frontend_answers, self.startup_timeout_s, "TorchServe to answer",
-                       on_timeout=self.log_tail)
-            for name, version, _ in self.archived_models():
-                self.wait_model_ready(name, version=version)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def _attach(self) -> "TorchServe":
-        """External mode: read the server's keys, then register this lesson's archives on it."""
-        _RUNNING.append(self)
-        try:
-            if self.token_auth:
-                wait_until(self._read_keys, 60, f"the external server's key file {self.key_file}")
-            wait_until(self._frontend_answers, self.startup_timeout_s,
-                       f"the external TorchServe at {self.inference_url} (TORCHSERVE_URL)")
-            self._registered = register_archives(self)
-            for name, version in self._registered:
-                self.wait_model_ready(name, version=version)
-        except BaseException:
-            self.stop()
-            raise
-        return self
 
     @property
     def key_file(self) -> Path:
