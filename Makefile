@@ -9,29 +9,62 @@ PYTEST_ARGS ?=
 # JupyterLab refuses to run as root unless told to (containers, CI machines).
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup lab test release grade doctor clean
+# Which build of torch 2.13.0 to install (README, "Which torch"). One variable decides:
+#   cpu    PyTorch's CPU wheel index: about 190 MB. The default without an NVIDIA GPU.
+#   cu126  PyTorch's CUDA 12.6 index: torch plus NVIDIA's CUDA 12 libraries, several GB.
+#          The default where `nvidia-smi -L` lists a GPU.
+#   pip    whatever pip is configured to serve (a local mirror, as on the course's CI machines).
+# Example: make setup TORCH_BUILD=cpu
+TORCH_BUILD ?= $(if $(shell nvidia-smi -L 2>/dev/null),cu126,cpu)
+TORCH_INDEX_cpu   := --index-url https://download.pytorch.org/whl/cpu
+TORCH_INDEX_cu126 := --index-url https://download.pytorch.org/whl/cu126
+TORCH_INDEX_pip   :=
+TORCH_VERSION := $(shell sed -n 's/^torch==\([0-9.]*\).*/\1/p' requirements.lock)
+
+# `make lock` resolves pyproject.toml (with torch's CPU build) into requirements.lock.
+# Candidates newer than LOCK_DATE are ignored, so the same inputs give the same lock.
+LOCK_DATE  ?= 2026-12-01T00:00:00Z
+LOCK_TORCH ?= --torch-backend cpu
+
+.PHONY: setup lab test test-fast release grade doctor lock reset-exercise clean
 
 setup: $(STAMP)
 
-# Re-runs only when pyproject.toml (the one list of pins) changes.
-$(STAMP): pyproject.toml
+# Re-runs only when the lock changes. torch comes first, from the index TORCH_BUILD names;
+# then every other package at the version the lock gives; then the course itself, no deps.
+$(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -m course_utils doctor --prereqs
+	@test -n "$(filter $(TORCH_BUILD),cpu cu126 pip)" || { echo "TORCH_BUILD=$(TORCH_BUILD): use cpu, cu126 or pip"; exit 2; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	@# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet $(strip $(TORCH_INDEX_$(TORCH_BUILD)) torch==$(TORCH_VERSION))
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-# JupyterLab listens on 127.0.0.1 only; its terminals find torchserve & co. on PATH.
+lock: setup
+	$(VENV)/bin/uv pip compile pyproject.toml --quiet --python-version 3.11 \
+	    --python-platform x86_64-manylinux_2_35 --exclude-newer $(LOCK_DATE) $(LOCK_TORCH) \
+	    --custom-compile-command "make lock" -o requirements.lock
+	@# The lock pins torch's version, not its build: pip accepts 2.13.0+cpu and the CUDA builds.
+	sed -i -E 's/^(torch==[0-9.]+)\+[a-z0-9]+$$/\1/' requirements.lock
+
+# JupyterLab listens on 127.0.0.1 only and opens on lesson 00; its terminals find torchserve
+# & co. on PATH. Ctrl+C stops it (and the servers its kernels started) without an error.
 lab: setup
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/jupyter lab --ip 127.0.0.1 --ServerApp.root_dir="$(CURDIR)" $(ALLOW_ROOT)
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/jupyter lab --ip 127.0.0.1 \
+	    --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks/00_setup.ipynb \
+	    $(ALLOW_ROOT) || test $$? -eq 130 -o $$? -eq 0
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 release: setup
 	$(PY) -m course_utils release
+
+# Put one exercise back to its original student copy (your answers in it are lost):
+#   make reset-exercise EX=ex01
+reset-exercise: setup
+	$(PY) -m course_utils reset-exercise $(EX)
 
 grade: setup
 	$(PY) -m course_utils grade exercises/

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -22,6 +23,38 @@ def work_root() -> Path:
     """
     override = os.environ.get("COURSE_WORK_DIR")
     return Path(override).resolve() if override else REPO_ROOT / "work"
+
+
+# A Unix socket's path (sun_path) holds at most 108 bytes including the final NUL.
+UNIX_SOCKET_PATH_MAX = 107
+
+
+def short_temp_dir(prefix: str) -> Path:
+    """Create a private (0700) folder with a short path under the system temp folder; return it.
+
+    Servers put their Unix sockets here instead of under work/: a socket path holds at
+    most 107 bytes, and a clone under a long path would exceed that. A TMPDIR longer than
+    40 characters is passed over for /tmp.
+
+    Introduced in 01_torchserve_architecture.
+    """
+    base = tempfile.gettempdir()
+    if len(base.encode()) > 40 and os.path.isdir("/tmp"):
+        base = "/tmp"
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=base))   # mkdtemp creates it with mode 0700
+
+
+def socket_path_problem(folder: Path, name: str) -> str:
+    """A one-line reason why a Unix socket `name` cannot live in `folder`, or "" if it can.
+
+    Introduced in 01_torchserve_architecture.
+    """
+    path = os.path.join(folder, name)
+    size = len(path.encode())
+    if size <= UNIX_SOCKET_PATH_MAX:
+        return ""
+    return (f"the socket path {path} is {size} bytes, over the {UNIX_SOCKET_PATH_MAX}-byte limit of "
+            "Unix sockets (AF_UNIX path too long); set TMPDIR to a short folder such as /tmp")
 
 
 def empty_dir(path: Path) -> Path:

@@ -3,8 +3,10 @@
 What TorchServe server management needs on a shared machine, and what this
 module does for you (the lessons show each piece once):
 
-* its own working folder: key_file.json, logs/, a private TMPDIR (TorchServe keeps
-  its pid file and worker sockets there, so two servers never collide);
+* its own working folder: key_file.json, logs/, and a private TMPDIR (TorchServe keeps
+  its pid file and worker sockets there, so two servers never collide). The TMPDIR is a
+  short folder such as /tmp/ts-k2j4x9 (work_dir/tmp links to it): a Unix socket path
+  holds at most 107 bytes, and a clone under a long path would exceed that;
 * every address bound to 127.0.0.1 on free ports (never 0.0.0.0);
 * token authorization ON (the default since 0.11): keys are read from
   key_file.json and sent for you with `headers("inference")`/`headers("management")`;
@@ -24,6 +26,7 @@ import atexit
 import json
 import re
 import shlex
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +37,7 @@ import requests
 
 from .archiver import archive_contents
 from .external_torchserve import external_torchserve, register_archives, unregister_archives
-from .paths import RESOURCES_DIR
+from .paths import RESOURCES_DIR, replace_symlink, short_temp_dir, socket_path_problem
 from .ports import LOCALHOST, free_ports, wait_until
 from .tools import tool, tool_env
 
@@ -93,6 +96,7 @@ class TorchServe:
         self._keys: dict[str, str] = {}
         self.external = external_torchserve()   # TORCHSERVE_URL set: use that server, start nothing
         self._registered: list[tuple[str, str]] = []
+        self._tmp: Path | None = None   # the short private TMPDIR, created at launch
 
     # ----- addresses ---------------------------------------------------------------
     def _address(self, api: str, scheme: str = "http://") -> str:
@@ -133,8 +137,12 @@ class TorchServe:
 
     @property
     def tmp_dir(self) -> Path:
-        """TorchServe's private TMPDIR: its pid file, worker sockets and unpacked models."""
-        return self.work_dir / "tmp"
+        """TorchServe's private TMPDIR: its pid file, worker sockets and unpacked models.
+
+        A short folder under the system temp folder (work_dir/tmp links to it), so that
+        worker socket paths stay within the 107 bytes a Unix socket allows.
+        """
+        return self._tmp or (self.work_dir / "tmp").resolve()
 
     # ----- configuration -----------------------------------------------------------
     def config(self) -> dict[str, str]:
@@ -240,11 +248,16 @@ class TorchServe:
     def _launch(self) -> None:
         """Write config.properties into work_dir and run `torchserve --start` there (it returns at once)."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.tmp_dir.mkdir(exist_ok=True)
         self.log_dir.mkdir(exist_ok=True)
         self.key_file.unlink(missing_ok=True)
         names = ["inference", "management", "metrics", "grpc_inference", "grpc_management", "workers"]
         self.ports = dict(zip(names, free_ports(len(names))))
+        self._tmp = short_temp_dir("ts-")
+        replace_symlink(self.work_dir / "tmp", self._tmp)
+        # Worker sockets are TMPDIR/.ts.sock.<port>, one port per worker from initial_worker_port.
+        problem = socket_path_problem(self._tmp, f".ts.sock.{self.ports['workers'] + 100}")
+        if problem:
+            raise OSError(f"TorchServe cannot start: {problem}")
         self.config_path.write_text("".join(f"{k}={v}\n" for k, v in self.config().items()))
         # --start returns at once and leaves java running; its own session keeps it
         # alive when the notebook cell's terminal closes. Output goes to a file:
@@ -330,8 +343,14 @@ class TorchServe:
         process, self.process = self.process, None
         if process is None:
             process = self._pid_file_process()
-        if process is None:
-            return
+        if process is not None:
+            self._stop_process(process)
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def _stop_process(self, process: psutil.Process) -> None:
+        """`torchserve --stop` (run with this server's TMPDIR), then kill what is left of java and its workers."""
         try:
             children = process.children(recursive=True)
         except psutil.NoSuchProcess:

@@ -1,59 +1,193 @@
-"""The one list of pins (pyproject.toml) and environment.yml must agree."""
+"""One environment everywhere: pyproject.toml's pins, the lock made from them, and every
+installer (Makefile, environment.yml, CI, the docker image) installing from that lock."""
 
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
 import re
+import subprocess
 import tomllib
+import urllib.error
+import urllib.request
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+LOCK = ROOT / "requirements.lock"
+DOCKERFILE = ROOT / "docker" / "jupyter" / "Dockerfile"
 
 
-def pins() -> dict[str, str]:
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def split_pin(requirement: str) -> tuple[str, str]:
+    name, _, version = requirement.partition("==")
+    assert version, f"{requirement!r} in pyproject.toml is not pinned with =="
+    return canonical(re.sub(r"\[.*\]", "", name)), version
+
+
+def pins(table: str = "dependencies") -> dict[str, str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    result = {}
-    for requirement in project["dependencies"]:
-        name, _, version = requirement.partition("==")
-        assert version, f"{requirement!r} in pyproject.toml is not pinned with =="
-        result[name.lower()] = version
-    return result
+    requirements = project[table] if table == "dependencies" else project["optional-dependencies"][table]
+    return dict(split_pin(r) for r in requirements)
 
 
-def conda_env() -> dict:
-    return yaml.safe_load((ROOT / "environment.yml").read_text())
-
-
-def test_every_dependency_is_pinned_and_torch_is_2_13():
-    assert pins()["torch"] == "2.13.0"
-
-
-def test_environment_yml_installs_this_package_and_no_other_pins():
-    dependencies = conda_env()["dependencies"]
-    pip_section = next(d["pip"] for d in dependencies if isinstance(d, dict))
-    assert "-e ." in pip_section, "environment.yml must install the pinned set through `-e .`"
-    for line in pip_section:
-        if line == "-e .":
+def lock_entries() -> dict[str, tuple[str, list[str]]]:
+    """name -> (version, the names it is required by) from requirements.lock."""
+    entries: dict[str, tuple[str, list[str]]] = {}
+    current = None
+    for line in LOCK.read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_.-]+)==(\S+)$", line)
+        if match:
+            current = canonical(match.group(1))
+            entries[current] = (match.group(2), [])
             continue
-        name, _, version = line.partition("==")
-        assert pins().get(name.lower()) == version, (
-            f"environment.yml pins {line!r} but pyproject.toml says {name}=={pins().get(name.lower())}")
+        via = re.match(r"^\s+#\s+(?:via\s+)?([A-Za-z0-9_.-]+)", line)
+        if via and current and via.group(1) != "via":
+            entries[current][1].append(canonical(via.group(1)))
+    return entries
 
 
-def test_conda_side_matches_what_the_doctor_requires():
-    conda = [d for d in conda_env()["dependencies"] if isinstance(d, str)]
-    assert "python=3.11" in conda
-    assert "openjdk=17" in conda
+def conda_pip_section() -> list[str]:
+    dependencies = yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"]
+    return next(d["pip"] for d in dependencies if isinstance(d, dict))
 
 
-def test_makefile_installs_the_same_torch_first():
-    makefile = (ROOT / "Makefile").read_text()
-    assert f"pip install --quiet torch=={pins()['torch']}" in makefile
+# ----- the lock ------------------------------------------------------------------------------
+def test_every_direct_dependency_is_in_the_lock_at_its_pinned_version():
+    locked = lock_entries()
+    for name, version in pins().items():
+        assert name in locked, f"{name} is in pyproject.toml but not in requirements.lock: run `make lock`"
+        assert locked[name][0] == version, (
+            f"pyproject.toml pins {name}=={version}, requirements.lock has {locked[name][0]}: run `make lock`")
 
 
-def test_gpu_extras_are_pinned_and_the_docker_image_installs_them_from_pyproject():
-    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["gpu"]
-    assert extras and all("==" in requirement for requirement in extras), extras
-    dockerfile = (ROOT / "docker" / "jupyter" / "Dockerfile").read_text()
-    assert '-e ".[gpu]"' in dockerfile
+def test_the_lock_holds_nothing_that_pyproject_does_not_require():
+    """Every locked package is a direct pin or is required by another locked package."""
+    locked = lock_entries()
+    direct = set(pins())
+    for name, (_, required_by) in locked.items():
+        assert required_by, f"{name} in requirements.lock says nothing of why it is there"
+        if "course-utils" in required_by:
+            assert name in direct, f"the lock says course-utils needs {name}, pyproject.toml does not: run `make lock`"
+        assert any(r in locked or r == "course-utils" for r in required_by), (
+            f"{name} is only required by {required_by}, which are no longer locked: run `make lock`")
+
+
+def test_the_lock_pins_torch_by_version_not_by_build():
+    """`torch==2.13.0` is met by 2.13.0+cpu and by the CUDA builds; a `+cpu` pin would refuse CUDA."""
+    assert lock_entries()["torch"][0] == pins()["torch"]
+    assert "+" not in lock_entries()["torch"][0]
+
+
+def test_what_is_installed_is_exactly_what_the_lock_says():
+    """`pip freeze` of this environment is covered by the lock, version by version."""
+    locked = lock_entries()
+    for dist in importlib.metadata.distributions():
+        name = canonical(dist.metadata["Name"])
+        if name in {"course-utils", "pip", "setuptools", "wheel"} and name not in locked:
+            continue  # the course itself (editable) and the venv's own installer
+        assert name in locked, f"{name} {dist.version} is installed but not in requirements.lock"
+        assert dist.version.split("+")[0] == locked[name][0], (
+            f"{name} {dist.version} is installed, the lock says {locked[name][0]}: run `make setup`")
+
+
+# ----- the installers ---------------------------------------------------------------------------
+def make_dry_run(env_extra: dict[str, str] | None = None, *args: str) -> str:
+    """The commands `make setup` would run now (-n), as if the lock had just changed (-W)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TORCH_BUILD", "MAKEFLAGS", "MAKELEVEL")}
+    env.update(env_extra or {})
+    done = subprocess.run(["make", "-n", "-W", "requirements.lock", "setup", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def pip_lines(output: str) -> list[str]:
+    return [line.strip() for line in output.splitlines() if "pip install" in line]
+
+
+def test_make_setup_installs_cpu_torch_from_pytorchs_cpu_index_then_the_lock(tmp_path):
+    # No nvidia-smi on PATH: a CPU-only machine.
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    lines = pip_lines(make_dry_run(env))
+    assert lines == [
+        ".venv/bin/python -m pip install --quiet --index-url https://download.pytorch.org/whl/cpu torch==2.13.0",
+        ".venv/bin/python -m pip install --quiet -r requirements.lock",
+        ".venv/bin/python -m pip install --quiet --no-deps -e .",
+    ]
+
+
+def test_make_setup_picks_the_cuda_build_where_nvidia_smi_lists_a_gpu(tmp_path):
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H100 (UUID: GPU-0)'\n")
+    fake.chmod(0o755)
+    lines = pip_lines(make_dry_run({"PATH": f"{tmp_path}:/usr/bin:/bin"}))
+    assert "--index-url https://download.pytorch.org/whl/cu126 torch==2.13.0" in lines[0]
+
+
+def test_one_variable_overrides_the_choice(tmp_path):
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    assert pip_lines(make_dry_run(env, "TORCH_BUILD=pip"))[0] == ".venv/bin/python -m pip install --quiet torch==2.13.0"
+    assert "whl/cu126" in pip_lines(make_dry_run({**env, "TORCH_BUILD": "cu126"}))[0]
+    done = subprocess.run(["make", "-n", "-W", "requirements.lock", "setup", "TORCH_BUILD=rocm"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert "use cpu, cu126 or pip" in done.stdout
+
+
+def test_ci_installs_from_the_machines_configured_index():
+    assert "export TORCH_BUILD=pip" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_environment_yml_installs_the_lock_with_cpu_torch():
+    conda = [d for d in yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"] if isinstance(d, str)]
+    assert "python=3.11" in conda and "openjdk=17" in conda
+    assert conda_pip_section() == ["--extra-index-url https://download.pytorch.org/whl/cpu",
+                                   "-r requirements.lock", "-e ."]
+
+
+def test_the_docker_image_installs_cuda_12_torch_the_lock_and_the_gpu_extras():
+    dockerfile = DOCKERFILE.read_text()
+    assert "ARG TORCH_INDEX=https://download.pytorch.org/whl/cu126" in dockerfile
+    assert '--index-url "${TORCH_INDEX}" torch==2.13.0' in dockerfile
+    assert "pip install --no-cache-dir -r requirements.lock" in dockerfile
+    assert '--extra-index-url https://pypi.nvidia.com -e ".[gpu]"' in dockerfile
     installs = " ".join(line for line in dockerfile.splitlines() if "pip install" in line)
-    assert set(re.findall(r"([A-Za-z0-9_.-]+)==", installs)) == {"torch"}, "pin packages in pyproject.toml, not the Dockerfile"
+    assert set(re.findall(r"([A-Za-z0-9_.-]+)==", installs)) == {"torch"}, "pin packages in pyproject.toml"
+
+
+def test_the_docker_readme_states_the_minimum_driver():
+    text = (ROOT / "docker" / "README.md").read_text()
+    assert "560" in text and "cu126" in text
+
+
+# ----- GPU extras exist -------------------------------------------------------------------------
+def pypi_files(name: str, version: str) -> list[str]:
+    """The files PyPI publishes for one release of a project (its JSON API)."""
+    try:
+        with urllib.request.urlopen(f"https://pypi.org/pypi/{name}/json", timeout=30) as response:
+            return [f["filename"] for f in json.load(response)["releases"].get(version, [])]
+    except urllib.error.HTTPError:
+        raise
+    except OSError as error:  # no network on this machine: nothing to check against
+        pytest.skip(f"PyPI unreachable ({error}); cannot check the published GPU wheels")
+
+
+@pytest.mark.parametrize("requirement", sorted(pins("gpu").items()), ids=lambda r: f"{r[0]}=={r[1]}")
+def test_every_pinned_gpu_version_is_published_for_linux_x86_64_and_cpython_3_11(requirement):
+    name, version = requirement
+    files = pypi_files(name, version)
+    assert files, f"PyPI has no {name}=={version}: pick a version from `pip index versions {name}`"
+    wheels = [f for f in files if f.endswith(".whl") and "x86_64" in f and "linux" in f
+              and re.search(r"-(cp311|py3|py2\.py3)-", f)]
+    if not wheels:
+        # NVIDIA publishes some packages on PyPI only as a small stub sdist that fetches the real wheel
+        # from NVIDIA's index at install time; then the image must name that index.
+        assert files == [f"{name.replace('-', '_')}-{version}.tar.gz"], files
+        assert "--extra-index-url https://pypi.nvidia.com" in DOCKERFILE.read_text(), (
+            f"{name} on PyPI is a stub that downloads from NVIDIA's index: name it in the Dockerfile")
