@@ -1,4 +1,4 @@
-"""Command line: python -m course_utils {doctor,release,check-release,grade}."""
+"""Command line: python -m course_utils {doctor,grade,reset-exercise,release,check-release,execute}."""
 
 from __future__ import annotations
 
@@ -7,33 +7,82 @@ import sys
 from pathlib import Path
 
 
+def _release(force: bool) -> int:
+    from .release import release
+
+    written, kept = release(force=force)
+    for path in written:
+        print(f"wrote {path}")
+    for path in kept:
+        print(f"kept {path}: it has changes that are not committed (your answers?), so it was not replaced")
+    if kept:
+        print("Nothing of yours was overwritten. To replace those files anyway, first copy your work elsewhere, "
+              "then run `python -m course_utils release --force`.")
+    return 0
+
+
+def _reset_exercise(name: str) -> int:
+    from .release import reset_exercise
+
+    try:
+        target, backup = reset_exercise(name)
+    except ValueError as error:
+        print(error)
+        return 2
+    print(f"restored {target} to its original student copy")
+    if backup:
+        print(f"your previous copy is saved as {backup}")
+    return 0
+
+
+def _check_release() -> int:
+    from .release import stale_exercises
+
+    problems = stale_exercises()
+    for problem in problems:
+        print(problem)
+    if problems:
+        print("The committed exercises/ do not match solutions/ (for course authors: regenerate them with "
+              "`python -m course_utils release`, which keeps edited exercises, and commit the result).")
+    return 1 if problems else 0
+
+
+def _execute(notebooks: list[Path]) -> int:
+    from .notebook_store import execute_and_store
+
+    for notebook in notebooks:
+        print(f"executing {notebook} ...", flush=True)
+        execute_and_store(notebook)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_utils", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     doctor = sub.add_parser("doctor", help="check this machine for the course")
     doctor.add_argument("--prereqs", action="store_true", help="only what `make setup` needs (Python, Java, libpython)")
-    sub.add_parser("release", help="regenerate exercises/ from solutions/")
-    sub.add_parser("check-release", help="fail if exercises/ is stale")
     grade = sub.add_parser("grade", help="run exercise notebooks and print a score table")
     grade.add_argument("notebooks", nargs="*", type=Path, help="notebooks or folders (default: exercises/)")
+    reset = sub.add_parser("reset-exercise", help="restore one exercise (e.g. ex01) to its student copy")
+    reset.add_argument("name", help="the exercise, e.g. ex01")
+    release = sub.add_parser("release", help="regenerate exercises/ from solutions/ (keeps edited exercises)")
+    release.add_argument("--force", action="store_true", help="also replace exercises with uncommitted changes")
+    sub.add_parser("check-release", help="fail if the committed exercises/ are stale")
+    execute = sub.add_parser("execute", help="run notebooks and store them with fresh outputs")
+    execute.add_argument("notebooks", nargs="+", type=Path)
     args = parser.parse_args(argv)
 
     if args.command == "doctor":
         from .doctor import main as doctor_main
         return doctor_main(prereqs_only=args.prereqs)
+    if args.command == "reset-exercise":
+        return _reset_exercise(args.name)
     if args.command == "release":
-        from .release import release
-        for path in release():
-            print(f"wrote {path}")
-        return 0
+        return _release(args.force)
     if args.command == "check-release":
-        from .release import stale_exercises
-        problems = stale_exercises()
-        for problem in problems:
-            print(problem)
-        if problems:
-            print("exercises/ is stale: run `python -m course_utils release` and commit the result")
-        return 1 if problems else 0
+        return _check_release()
+    if args.command == "execute":
+        return _execute(args.notebooks)
     from .grade import grade_main
     return grade_main(args.notebooks)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
-from tqdm.auto import tqdm
+from .progress import progress as progress_bar
 
 _NORMAL = NormalDist()
 
@@ -114,7 +114,7 @@ def rejection_rate(rate_a: float, rate_b: float, users: int, experiments: int = 
     """
     rng = np.random.default_rng(seed)
     rejected = 0
-    for _ in tqdm(range(experiments), desc=f"{experiments} simulated experiments", leave=False, disable=not progress):
+    for _ in progress_bar(range(experiments), desc=f"{experiments} simulated experiments", enabled=progress):
         a = int(simulate_outcomes(users, rate_a, rng).sum())
         b = int(simulate_outcomes(users, rate_b, rng).sum())
         rejected += two_proportion_test(a, users, b, users).p_value < alpha

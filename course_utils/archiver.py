@@ -3,18 +3,23 @@ running a handler in-process before archiving it."""
 
 from __future__ import annotations
 
-import importlib
+import contextlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
 import inspect
 import json
+import logging
 import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
+import traceback
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
@@ -140,7 +145,8 @@ def run_handler_locally(handler: Path, serialized_file: Path, requests: Sequence
     """Load a handler the way a TorchServe worker does and send it one batch of requests.
 
     Each request is the body as the worker would see it (bytes, str, or already-
-    parsed JSON). Exceptions are NOT caught: a bug shows its real traceback here,
+    parsed JSON). Exceptions are NOT caught: a bug shows its real traceback here, with
+    your handler's own file, line and code (a note under the traceback names the line),
     where in a server you would only see "Worker died" or HTTP 503.
 
     Introduced in 02_handlers.
@@ -149,37 +155,71 @@ def run_handler_locally(handler: Path, serialized_file: Path, requests: Sequence
     from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
     import ts
 
+    # TorchServe's base handler logs "OpenVINO is not enabled" and "Torch TensorRT not enabled"
+    # when it is imported: true of every CPU machine, and noise in front of your own output.
+    logging.getLogger("ts.torch_handler.base_handler").setLevel(logging.ERROR)
+    handler = Path(handler).resolve()
     model_dir = Path(tempfile.mkdtemp(prefix="handler_"))
+    # The model folder holds the model and data files. Python files are imported from where
+    # they are (so tracebacks show your file, not a copy deleted after the run), and only the
+    # ones you would archive, as in a worker.
+    archived_code = _ArchivedCode([handler, *[f for f in extra_files if str(f).endswith(".py")]])
+    sys.meta_path.insert(0, archived_code)
     try:
-        for path in [handler, serialized_file, *extra_files]:
-            shutil.copy(path, model_dir)
+        for path in [serialized_file, *extra_files]:
+            if not str(path).endswith(".py"):
+                shutil.copy(path, model_dir)
         manifest = {"model": {"modelName": "local", "serializedFile": Path(serialized_file).name,
-                              "handler": Path(handler).name, "modelVersion": "1.0"}}
-        instance = _load_handler_class(Path(handler), model_dir)()
-        metrics = MetricsCacheYamlImpl(config_file_path=str(Path(ts.__file__).parent / "configs" / "metrics.yaml"))
-        metrics.initialize_cache()
-        context = Context("local", str(model_dir), manifest, batch_size=len(requests), gpu=None,
-                          mms_version="local", metrics=metrics, model_yaml_config={})
-        instance.initialize(context)
-        context.request_processor = [RequestProcessor({"body": {"content-type": content_type}})
-                                     for _ in requests]
-        context.request_ids = {i: f"local-{i}" for i in range(len(requests))}
-        metrics.request_ids = context.request_ids
-        answers = instance.handle([{"body": body} for body in requests], context)
+                              "handler": handler.name, "modelVersion": "1.0"}}
+        with _pointing_at(handler):
+            instance = _handler_class(importlib.import_module(handler.stem), handler)()
+            metrics = MetricsCacheYamlImpl(config_file_path=str(Path(ts.__file__).parent / "configs" / "metrics.yaml"))
+            metrics.initialize_cache()
+            context = Context("local", str(model_dir), manifest, batch_size=len(requests), gpu=None,
+                              mms_version="local", metrics=metrics, model_yaml_config={})
+            instance.initialize(context)
+            context.request_processor = [RequestProcessor({"body": {"content-type": content_type}})
+                                         for _ in requests]
+            context.request_ids = {i: f"local-{i}" for i in range(len(requests))}
+            metrics.request_ids = context.request_ids
+            answers = instance.handle([{"body": body} for body in requests], context)
         statuses = [context.get_response_status(i) for i in range(len(requests))]
         return [LocalResponse(code, answer, phrase or "") for (code, phrase), answer in zip(statuses, answers)]
     finally:
-        sys.path[:] = [p for p in sys.path if p != str(model_dir)]
+        sys.meta_path.remove(archived_code)
         shutil.rmtree(model_dir, ignore_errors=True)
 
 
-def _load_handler_class(handler: Path, model_dir: Path) -> type:
-    """Import the handler module fresh from model_dir and return its one handler class."""
-    sys.path.insert(0, str(model_dir))
-    local_modules = {p.stem for p in model_dir.glob("*.py")}
-    for name in local_modules:
-        sys.modules.pop(name, None)  # re-import edited files instead of a cached copy
-    module = importlib.import_module(handler.stem)
+class _ArchivedCode(importlib.abc.MetaPathFinder):
+    """Imports exactly the given .py files by module name, fresh each run, from where they are."""
+
+    def __init__(self, files: Sequence[Path]) -> None:
+        self.files = {Path(f).stem: Path(f).resolve() for f in files}
+        for name in self.files:
+            sys.modules.pop(name, None)  # re-import edited files instead of a cached copy
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        if name in self.files:
+            return importlib.util.spec_from_file_location(name, self.files[name])
+        return None
+
+
+@contextlib.contextmanager
+def _pointing_at(handler: Path) -> Iterator[None]:
+    """Re-raise any exception with a note naming the last line of `handler` it passed through."""
+    try:
+        yield
+    except BaseException as error:
+        frames = [f for f in traceback.extract_tb(error.__traceback__) if Path(f.filename) == handler]
+        if frames:
+            frame = frames[-1]
+            error.add_note(f"--> in your handler {handler.name}, line {frame.lineno}, in {frame.name}: "
+                           f"{(frame.line or '').strip()}")
+        raise
+
+
+def _handler_class(module: Any, handler: Path) -> type:
+    """The one class a handler module defines (TorchServe's rule)."""
     classes = [c for _, c in inspect.getmembers(module, inspect.isclass) if c.__module__ == module.__name__]
     if len(classes) != 1:
         raise ValueError(f"{handler.name} must define exactly one class (TorchServe's rule), "

@@ -14,7 +14,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from .progress import progress
 
 
 def run_in_process(label: str, function: Callable[[], object], concurrencies: Sequence[int],
@@ -31,7 +31,7 @@ def run_in_process(label: str, function: Callable[[], object], concurrencies: Se
     for _ in range(warmup):
         function()
     rows = []
-    for concurrency in tqdm(concurrencies, desc=f"in-process {label}", leave=False):
+    for concurrency in progress(concurrencies, desc=f"in-process {label}"):
         latencies: list[float] = []
         lock = threading.Lock()
         per_thread = max(1, calls_per_level // concurrency)

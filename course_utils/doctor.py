@@ -16,7 +16,21 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
+from .paths import REPO_ROOT, short_temp_dir, socket_path_problem
+
 REQUIRED, OPTIONAL = "required", "optional"
+
+
+def _shown(path: str | Path) -> str:
+    """A path as the doctor prints it: relative to the course folder, or with ~ for your home."""
+    path = Path(path)
+    for base, label in ((REPO_ROOT, ""), (Path.home(), "~/")):
+        try:
+            relative = path.relative_to(base)
+        except ValueError:
+            continue
+        return f"{label}{relative}" if label else str(relative)
+    return str(path)
 
 
 @dataclass(frozen=True)
@@ -46,7 +60,7 @@ def _run(command: list[str]) -> str | None:
 
 def _check_python() -> Finding:
     version = ".".join(map(str, sys.version_info[:3]))
-    return Finding("Python 3.11", sys.version_info[:2] == (3, 11), f"{version} at {sys.executable}",
+    return Finding("Python 3.11", sys.version_info[:2] == (3, 11), f"{version} at {_shown(sys.executable)}",
                    "install Python 3.11: `conda env create -f environment.yml`, or `apt install python3.11 python3.11-venv`")
 
 
@@ -56,7 +70,7 @@ def _check_java() -> Finding:
     match = re.search(r'version "(\d+)', output or "")
     major = int(match.group(1)) if match else 0
     return Finding("Java >= 17 (TorchServe frontend)", major >= 17,
-                   f"java {major} at {java}" if java else "java not found on PATH",
+                   f"java {major} at {_shown(java)}" if java else "java not found on PATH",
                    "`sudo apt-get install -y openjdk-17-jre-headless`, or `conda install -c conda-forge openjdk=17`")
 
 
@@ -66,7 +80,7 @@ def _check_libpython() -> Finding:
     name = sysconfig.get_config_var("LDLIBRARY") or ""
     exists = shared and (Path(libdir) / name).exists()
     return Finding("shared libpython (Triton's Python backend)", exists,
-                   f"{Path(libdir) / name}" if exists else "this Python was built without --enable-shared",
+                   _shown(Path(libdir) / name) if exists else "this Python was built without --enable-shared",
                    "use conda's Python (environment.yml), `apt install libpython3.11`, or "
                    "pyenv with PYTHON_CONFIGURE_OPTS=--enable-shared")
 
@@ -114,6 +128,18 @@ def _check_loopback_port() -> Finding:
         return Finding("free ports on 127.0.0.1", False, str(err), "check the loopback interface (`ip addr show lo`)")
 
 
+def _check_socket_paths() -> Finding:
+    """Servers keep Unix sockets in a short temp folder: is there one whose paths fit in 107 bytes?"""
+    folder = short_temp_dir("doctor-")
+    try:
+        problem = socket_path_problem(folder, ".ts.sock.65535")
+    finally:
+        folder.rmdir()
+    return Finding("short temp folder for server sockets", not problem,
+                   problem or f"{Path(folder).parent} (socket paths within 107 bytes)",
+                   "set TMPDIR to a short folder such as /tmp before `make lab`")
+
+
 def _check_disk(minimum_gb: float = 5.0) -> Finding:
     free_gb = shutil.disk_usage(Path(__file__).resolve().parent).free / 1e9
     return Finding(f"free disk >= {minimum_gb:.0f} GB", free_gb >= minimum_gb, f"{free_gb:.1f} GB free",
@@ -137,7 +163,7 @@ def all_findings() -> list[Finding]:
             _check_package("torch", "2.13.0"), _check_package("torchserve", "0.12.0"),
             _check_package("torch-model-archiver", "0.12.0"), _check_package("onnxruntime"),
             _check_package("nvidia-pytriton", "0.7.0"), _check_package("tritonclient", "2.51.0"),
-            _check_package("nbval"), _check_loopback_port(), _check_disk(),
+            _check_loopback_port(), _check_socket_paths(), _check_disk(),
             _check_gpu(), _check_tensorrt(), _check_docker()]
 
 
@@ -161,9 +187,21 @@ def main(prereqs_only: bool = False) -> int:
     """
     findings = prerequisite_findings() if prereqs_only else all_findings()
     print(format_table(findings))
-    missing = [f for f in findings if not f.ok and f.level == REQUIRED]
+    print()
+    print(verdict(findings, prereqs_only))
+    return 1 if any(not f.ok and f.level == REQUIRED for f in findings) else 0
+
+
+def verdict(findings: list[Finding], prereqs_only: bool = False) -> str:
+    """The doctor's last words: ready or not, and the one next step.
+
+    Introduced in 00_setup.
+    """
+    missing = [f.name for f in findings if not f.ok and f.level == REQUIRED]
     if missing:
-        print(f"\n{len(missing)} required check(s) failed: {', '.join(f.name for f in missing)}. "
-              "See 'how to fix' above.")
-        return 1
-    return 0
+        return (f"NOT READY: {len(missing)} required check(s) failed ({', '.join(missing)}). "
+                "Apply 'how to fix' above, then run this check again.")
+    if prereqs_only:
+        return "Prerequisites ready: installing the course's packages next."
+    return ("READY for every lesson. Next: `make lab` opens notebooks/00_setup.ipynb; "
+            "take the lessons in order from there.")

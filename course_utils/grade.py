@@ -67,4 +67,18 @@ def grade_main(targets: list[Path]) -> int:
             print("  " + verdict.line())
     print()
     print(score_table(scores))
+    print()
+    print(next_step(scores))
     return 0
+
+
+def next_step(scores: list[ExerciseScore]) -> str:
+    """One line: the first exercise (in course order) without full marks, or that all are done.
+
+    Course machinery: not used in lessons.
+    """
+    for score in sorted(scores, key=lambda s: s.name):
+        if score.points == 0 or score.score < score.points:
+            return (f"Next: {score.name} ({score.score}/{score.points} points). Open exercises/{score.name}.ipynb, "
+                    "answer where it says YOUR CODE HERE, and run its grader cells; the ❌ lines say what to fix.")
+    return "All graded exercises have full marks. Next: the closing benchmark, notebooks/09_benchmark.ipynb."

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 import requests
-from tqdm.auto import tqdm
+from .progress import progress as progress_bar
 
 
 @dataclass
@@ -56,7 +56,7 @@ def run_load(send: Callable[[requests.Session], requests.Response], requests_tot
     lock = threading.Lock()
     remaining = [requests_total]
     deadline = time.monotonic() + timeout_s
-    bar = tqdm(total=requests_total, desc=label or "requests", disable=not progress, leave=False)
+    bar = progress_bar(total=requests_total, desc=label or "requests", enabled=progress)
 
     def client() -> None:
         with requests.Session() as session:

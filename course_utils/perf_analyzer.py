@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
-from tqdm.auto import tqdm
+from .progress import progress
 
 from .paths import work_root
 from .tools import tool, tool_env
@@ -128,7 +128,7 @@ def run_perf_analyzer(model: str, url: str, out_dir: Path, concurrencies: Sequen
     out_dir.mkdir(parents=True, exist_ok=True)
     env = perf_analyzer_env()
     tables = []
-    for concurrency in tqdm(concurrencies, desc=f"perf_analyzer {label or model}", leave=False):
+    for concurrency in progress(concurrencies, desc=f"perf_analyzer {label or model}"):
         csv_path = out_dir / f"{_file_stem(label or model)}_c{concurrency}.csv"
         stable = True
         result = _run_once(model, url, csv_path, concurrency, env, out_dir, options)

@@ -22,3 +22,20 @@ def test_doctor_runs_with_the_standard_library_only():
                            "sys.exit(main(prereqs_only=True))"], capture_output=True, text=True, cwd=root)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Java >= 17" in done.stdout
+
+
+def test_the_doctor_ends_with_a_verdict_and_a_next_step():
+    from course_utils.doctor import verdict
+
+    assert verdict([Finding("a", True, "fine", "")]).startswith("READY for every lesson. Next: `make lab`")
+    missing = verdict([Finding("Java", False, "absent", "install java")])
+    assert missing.startswith("NOT READY: 1 required check(s) failed (Java)") and "then run this check again" in missing
+    assert "absent (optional)" not in verdict([Finding("GPU", False, "none", "", level="optional")])
+
+
+def test_the_doctor_names_a_socket_path_that_is_too_long(monkeypatch, tmp_path):
+    from course_utils import doctor
+
+    monkeypatch.setattr(doctor, "short_temp_dir", lambda prefix: (tmp_path / ("x" * 120)).mkdir() or tmp_path / ("x" * 120))
+    finding = doctor._check_socket_paths()
+    assert not finding.ok and "AF_UNIX path too long" in finding.detail and "TMPDIR" in finding.fix

@@ -1,13 +1,19 @@
 """Exercise integrity: exercises/ is generated from solutions/, an unmodified exercise fails every
 grader, and a correct answer written differently from the reference passes."""
 
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from course_utils.notebook_runner import execute, is_grader_cell
 from course_utils.grading import parse_verdicts
-from course_utils.release import EXERCISES_DIR, SOLUTIONS_DIR, stale_exercises, strip_solution_regions
+from course_utils.notebook_store import write
+from course_utils.release import (EXERCISES_DIR, SOLUTIONS_DIR, has_local_changes, release, reset_exercise,
+                                  stale_exercises, strip_solution_regions, student_copy)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -27,14 +33,70 @@ def test_broken_markers_are_reported(source, problem):
 
 
 def test_exercises_are_in_sync_with_solutions():
-    assert stale_exercises() == [], "run `python -m course_utils release` and commit exercises/"
+    assert stale_exercises() == [], "course authors: run `python -m course_utils release` and commit exercises/"
     assert {p.name for p in EXERCISES_DIR.glob("ex*.ipynb")} == {p.name for p in SOLUTIONS_DIR.glob("ex*.ipynb")}
 
 
-@pytest.mark.parametrize("notebook", sorted(p.name for p in EXERCISES_DIR.glob("ex*.ipynb")))
+@pytest.fixture
+def learner_checkout(tmp_path):
+    """A git checkout of solutions/ and exercises/ in which a learner then answers ex01."""
+    root = tmp_path / "course"
+    for folder in ("solutions", "exercises"):
+        shutil.copytree(EXERCISES_DIR.parent / folder, root / folder)
+    git = ["git", "-c", "user.name=learner", "-c", "user.email=l@example.org"]
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    subprocess.run([*git, "add", "."], cwd=root, check=True)
+    subprocess.run([*git, "commit", "-qm", "course"], cwd=root, check=True)
+    exercise = root / "exercises" / "ex01_custom_handler.ipynb"
+    notebook = nbformat.read(exercise, as_version=4)
+    notebook.cells[3].source = notebook.cells[3].source.replace("raise NotImplementedError()", "pass  # my answer")
+    write(notebook, exercise)
+    return root, exercise
+
+
+def test_a_learners_edits_never_make_the_staleness_check_fail(learner_checkout):
+    root, exercise = learner_checkout
+    assert has_local_changes(exercise)
+    assert stale_exercises(root / "solutions", root / "exercises") == []
+
+
+def test_release_keeps_an_edited_exercise_unless_forced(learner_checkout):
+    root, exercise = learner_checkout
+    answer = exercise.read_text()
+    written, kept = release(root / "solutions", root / "exercises")
+    assert (written, kept) == ([], [exercise]) and exercise.read_text() == answer
+    written, kept = release(root / "solutions", root / "exercises", force=True)
+    assert written == [exercise] and "my answer" not in exercise.read_text()
+
+
+def test_reset_exercise_restores_one_exercise_and_keeps_a_backup(learner_checkout, monkeypatch):
+    root, exercise = learner_checkout
+    monkeypatch.setattr("course_utils.release.backup_dir", lambda: root / ".exercise-backups")
+    answer = exercise.read_text()
+    target, backup = reset_exercise("ex01", root / "solutions", root / "exercises")
+    assert target == exercise and not has_local_changes(exercise)
+    assert backup.read_text() == answer and backup.parent == root / ".exercise-backups"
+    with pytest.raises(ValueError, match="choose one of: ex01, ex02"):
+        reset_exercise("ex1", root / "solutions", root / "exercises")
+
+
+def test_no_course_message_suggests_a_command_that_overwrites_answers():
+    sources = [*(EXERCISES_DIR.parent / "course_utils").rglob("*.py"), EXERCISES_DIR.parent / "Makefile",
+               EXERCISES_DIR.parent / "README.md",
+               *(p for p in EXERCISES_DIR.parent.glob("tests/*.py") if p.name != Path(__file__).name)]
+    for source in sources:
+        text = source.read_text()
+        for match in re.finditer(r"release --force`", text):
+            assert "copy your work" in text[max(0, match.start() - 200):match.start()], (
+                f"{source.name}: {text[match.start() - 100:match.end()]}")
+
+
+@pytest.mark.parametrize("notebook", sorted(p.name for p in SOLUTIONS_DIR.glob("ex*.ipynb")))
 def test_unmodified_exercise_fails_every_grader_cell(notebook, tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_WORK_DIR", str(tmp_path))
-    cells = execute(EXERCISES_DIR / notebook)
+    """Judged on a fresh student copy, not on exercises/, where a learner's answers may be."""
+    monkeypatch.setenv("COURSE_WORK_DIR", str(tmp_path / "work"))
+    fresh = write(student_copy(nbformat.read(SOLUTIONS_DIR / notebook, as_version=4)), tmp_path / notebook)
+    cells = execute(fresh)
     graders = [cell for cell in cells if is_grader_cell(cell.source)]
     assert graders, f"{notebook} has no grader cells (they start with '# GRADER')"
     for cell in graders:

@@ -18,3 +18,13 @@ def test_verdict_lines_round_trip_and_dependencies_skip(capsys):
     assert "expected 400, got 503 (with a second line)" in printed  # one line per verdict
     assert printed.splitlines()[-1] == "Score: 2/8"
     assert parse_verdicts(printed) == verdicts
+
+
+def test_the_grade_command_names_the_next_exercise_to_do():
+    from course_utils.grade import ExerciseScore, next_step
+    from course_utils.grading import Verdict
+
+    done = ExerciseScore("ex01_custom_handler", [Verdict("1.1", 2, True, "ok")])
+    half = ExerciseScore("ex02_deploy_image_classifier", [Verdict("2.1", 2, True, "a"), Verdict("2.2", 3, False, "b")])
+    assert next_step([half, done]).startswith("Next: ex02_deploy_image_classifier (2/5 points). Open exercises/")
+    assert next_step([done]).startswith("All graded exercises have full marks")

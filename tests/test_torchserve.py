@@ -1,12 +1,14 @@
 """The TorchServe manager against the real server: isolation, auth, readiness errors, cleanup."""
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import psutil
 import pytest
 import requests
 
 from course_utils.archiver import archive_model
+from course_utils.paths import socket_path_problem
 from course_utils.ports import port_is_free
 from course_utils.torchserve import ModelSettings, TorchServe
 
@@ -38,6 +40,26 @@ def test_two_servers_side_by_side_then_nothing_left(store, tmp_path):
         server.stop()
     assert not [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
     assert all(port_is_free(port) for port in ports)
+
+
+def test_a_work_root_of_150_characters_serves(store, tmp_path):
+    """A clone under a long path: worker sockets live in a short temp folder, not under work/."""
+    long_root = tmp_path / ("long-clone-path-" * 10)
+    long_root = Path(str(long_root)[:150])
+    assert len(str(long_root)) == 150
+    with TorchServe(store, long_root / "ts", models=["churn.mar"]) as server:
+        answer = requests.post(f"{server.inference_url}/predictions/churn", json=[24, 80.5, 2, 12],
+                               headers=server.headers("inference"), timeout=10)
+        assert answer.status_code == 200, answer.text
+        assert len(str(server.tmp_dir)) < 40 and (long_root / "ts" / "tmp").resolve() == server.tmp_dir
+        tmp = server.tmp_dir
+    assert not tmp.exists()
+
+
+def test_a_socket_path_over_the_limit_is_named_in_one_line(tmp_path):
+    assert socket_path_problem(tmp_path, ".ts.sock.9000") == ""
+    problem = socket_path_problem(tmp_path / ("x" * 120), ".ts.sock.9000")
+    assert "over the 107-byte limit of Unix sockets (AF_UNIX path too long)" in problem and "\n" not in problem
 
 
 def test_token_auth_is_on_and_keys_are_not_interchangeable(store, tmp_path):

@@ -1,0 +1,82 @@
+"""Stored notebooks: opening and saving one in JupyterLab changes nothing, and what a learner
+reads is complete without running or trusting it (no machine paths, no test markers, no
+progress bar stuck at 0 %, a current doctor table)."""
+
+from __future__ import annotations
+
+import copy
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_server.services.contents.filemanager import FileContentsManager
+
+from course_utils.notebook_store import KERNELSPEC, as_text, normalized
+from course_utils.paths import REPO_ROOT
+
+NOTEBOOKS = sorted([*REPO_ROOT.glob("notebooks/*.ipynb"), *REPO_ROOT.glob("solutions/*.ipynb"),
+                    *REPO_ROOT.glob("exercises/*.ipynb")])
+IDS = [f"{p.parent.name}/{p.name}" for p in NOTEBOOKS]
+# An absolute path of some machine: a home, the temp folder, or this checkout.
+MACHINE_PATH = re.compile(r"(?<![\w.~:/-])/(?:home|root|tmp|Users|mnt|private|var/folders)/[^\s'\"]+")
+
+
+def output_texts(notebook: nbformat.NotebookNode):
+    for index, cell in enumerate(notebook.cells):
+        for output in cell.get("outputs", []):
+            texts = [output.get("text", ""), output.get("evalue", ""), *output.get("traceback", [])]
+            texts += [v for v in output.get("data", {}).values() if isinstance(v, str)]
+            for text in texts:
+                yield index, output, text
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_saving_through_jupyterlabs_save_path_is_byte_identical(path, tmp_path):
+    shutil.copy(path, tmp_path / path.name)
+    contents = FileContentsManager(root_dir=str(tmp_path))
+    contents.save(contents.get(path.name), path.name)
+    assert (tmp_path / path.name).read_bytes() == path.read_bytes()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_metadata_is_what_jupyterlab_writes_and_cells_carry_no_timestamps(path):
+    notebook = nbformat.read(path, as_version=4)
+    assert notebook.metadata.kernelspec == KERNELSPEC
+    assert not any("execution" in cell.metadata for cell in notebook.cells)
+    assert as_text(normalized(copy.deepcopy(notebook))) == path.read_text(encoding="utf-8"), (
+        f"store it with `python -m course_utils execute {path.relative_to(REPO_ROOT)}`")
+
+
+def test_the_stored_kernelspec_is_the_installed_kernels():
+    spec = KernelSpecManager().get_kernel_spec(KERNELSPEC["name"])
+    assert spec.display_name == KERNELSPEC["display_name"] and spec.language == KERNELSPEC["language"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_outputs_hold_no_machine_path_no_test_marker_and_no_unfinished_bar(path):
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        assert "NBVAL" not in cell.source, "mark cells with the nbval-ignore-output tag, not a comment"
+    for index, output, text in output_texts(notebook):
+        where = f"{path.name} cell {index}"
+        assert str(REPO_ROOT) not in text and str(Path.home()) + "/" not in text, f"{where}: {text[:200]!r}"
+        assert not MACHINE_PATH.search(text), f"{where}: {MACHINE_PATH.search(text).group(0)}"
+        assert "\r" not in text.replace("\r\n", "\n"), f"{where}: a stream still holds carriage returns"
+        assert "application/vnd.jupyter.widget-view+json" not in output.get("data", {}), (
+            f"{where}: a widget (untrusted notebooks show its first text snapshot); use course_utils.progress")
+        for line in text.splitlines():
+            if re.search(r"\d+%\|", line):
+                assert re.search(r"100%\|.*\| (\d+)/\1 ", line), f"{where}: an unfinished progress bar: {line}"
+
+
+def test_lesson_00_shows_the_doctor_table_the_doctor_prints_today():
+    from course_utils.doctor import all_findings
+
+    notebook = nbformat.read(REPO_ROOT / "notebooks" / "00_setup.ipynb", as_version=4)
+    cell = next(c for c in notebook.cells if "course_utils doctor" in c.source and c.cell_type == "code")
+    stored = "".join(o.get("text", "") for o in cell.outputs)
+    stored_checks = [line.split("  ")[0] for line in stored.splitlines()[2:] if line.strip() and "  " in line]
+    assert stored_checks == [f.name for f in all_findings()]
