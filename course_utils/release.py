@@ -167,6 +167,9 @@ def stale_exercises(solutions_dir: Path = SOLUTIONS_DIR, exercises_dir: Path = E
             problems.append(f"{name}: missing from {exercises_dir.name}/ (in git)")
         elif stored != fresh:
             problems.append(f"{name}: the committed copy differs from the solution with regions stripped")
-    for extra in sorted({p.name for p in exercises_dir.glob("ex*.ipynb")} - expected):
+    # Only committed files count: a learner's own copy (JupyterLab's "Duplicate") is theirs.
+    present = {p.name for p in exercises_dir.glob("ex*.ipynb")
+               if not in_git or committed_text(p) is not None}
+    for extra in sorted(present - expected):
         problems.append(f"{extra}: has no solution notebook")
     return problems

@@ -12,7 +12,7 @@ import pytest
 from course_utils.notebook_runner import execute, is_grader_cell
 from course_utils.grading import parse_verdicts
 from course_utils.notebook_store import write
-from course_utils.release import (EXERCISES_DIR, SOLUTIONS_DIR, has_local_changes, release, reset_exercise,
+from course_utils.release import (EXERCISES_DIR, SOLUTIONS_DIR, committed_text, has_local_changes, release, reset_exercise,
                                   stale_exercises, strip_solution_regions, student_copy)
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -33,8 +33,9 @@ def test_broken_markers_are_reported(source, problem):
 
 
 def test_exercises_are_in_sync_with_solutions():
+    if committed_text(SOLUTIONS_DIR / "ex01_custom_handler.ipynb") is None:
+        pytest.skip("not a git checkout: the committed exercises/ cannot be compared (learner copies are not judged)")
     assert stale_exercises() == [], "course authors: run `python -m course_utils release` and commit exercises/"
-    assert {p.name for p in EXERCISES_DIR.glob("ex*.ipynb")} == {p.name for p in SOLUTIONS_DIR.glob("ex*.ipynb")}
 
 
 @pytest.fixture
@@ -56,8 +57,11 @@ def learner_checkout(tmp_path):
 
 def test_a_learners_edits_never_make_the_staleness_check_fail(learner_checkout):
     root, exercise = learner_checkout
+    shutil.copy(exercise, exercise.with_name("ex01_custom_handler-Copy1.ipynb"))  # JupyterLab's "Duplicate"
     assert has_local_changes(exercise)
     assert stale_exercises(root / "solutions", root / "exercises") == []
+    exercise.unlink()
+    assert stale_exercises(root / "solutions", root / "exercises") == [], "a deleted file is still committed"
 
 
 def test_release_keeps_an_edited_exercise_unless_forced(learner_checkout):
