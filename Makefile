@@ -22,9 +22,11 @@ TORCH_INDEX_pip   :=
 TORCH_VERSION := $(shell sed -n 's/^torch==\([0-9.]*\).*/\1/p' requirements.lock)
 
 # `make lock` resolves pyproject.toml (with torch's CPU build) into requirements.lock.
-# Candidates newer than LOCK_DATE are ignored, so the same inputs give the same lock.
+# Candidates newer than LOCK_DATE are ignored and the old lock is not consulted (--upgrade),
+# so the same inputs give the same lock.
 LOCK_DATE  ?= 2026-12-01T00:00:00Z
 LOCK_TORCH ?= --torch-backend cpu
+LOCK_OUTPUT ?= requirements.lock
 
 .PHONY: setup lab test release grade doctor lock reset-exercise clean
 
@@ -44,9 +46,9 @@ $(STAMP): requirements.lock pyproject.toml
 lock: setup
 	$(VENV)/bin/uv pip compile pyproject.toml --quiet --python-version 3.11 \
 	    --python-platform x86_64-manylinux_2_35 --exclude-newer $(LOCK_DATE) $(LOCK_TORCH) \
-	    --custom-compile-command "make lock" -o requirements.lock
+	    --upgrade --custom-compile-command "make lock" -o $(LOCK_OUTPUT)
 	@# The lock pins torch's version, not its build: pip accepts 2.13.0+cpu and the CUDA builds.
-	sed -i -E 's/^(torch==[0-9.]+)\+[a-z0-9]+$$/\1/' requirements.lock
+	sed -i -E 's/^(torch==[0-9.]+)\+[a-z0-9]+$$/\1/' $(LOCK_OUTPUT)
 
 # JupyterLab listens on 127.0.0.1 only and opens on lesson 00; its terminals find torchserve
 # & co. on PATH. Ctrl+C twice stops it cleanly: the recipe has no shell in between, so make

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import tomllib
 import urllib.error
 import urllib.request
@@ -77,6 +78,26 @@ def test_the_lock_holds_nothing_that_pyproject_does_not_require():
             assert name in direct, f"the lock says course-utils needs {name}, pyproject.toml does not: run `make lock`"
         assert any(r in locked or r == "course-utils" for r in required_by), (
             f"{name} is only required by {required_by}, which are no longer locked: run `make lock`")
+
+
+def local_torch_wheels() -> str | None:
+    """A folder of wheels pip is configured with that holds a CPU torch (as on the course's machines)."""
+    done = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True)
+    folders = re.findall(r"find-links='([^']+)'", done.stdout) + os.environ.get("PIP_FIND_LINKS", "").split()
+    return next((f for f in folders if list(Path(f).glob("torch-*+cpu-*.whl"))), None)
+
+
+def test_make_lock_reproduces_the_committed_lock(tmp_path):
+    """`make lock` from pyproject.toml gives requirements.lock to the byte (candidates cut off at a date)."""
+    wheels = local_torch_wheels()
+    source = f"--find-links {wheels}" if wheels else "--torch-backend cpu"
+    output = tmp_path / "requirements.lock"
+    done = subprocess.run(["make", "-s", "lock", f"LOCK_TORCH={source}", f"LOCK_OUTPUT={output}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    if done.returncode != 0 and re.search(r"(?i)failed to fetch|connect|dns|network", done.stderr):
+        pytest.skip(f"no package index reachable for uv: {done.stderr.strip()[-200:]}")
+    assert done.returncode == 0, done.stderr
+    assert output.read_text() == LOCK.read_text(), "requirements.lock is not what `make lock` writes: run it"
 
 
 def test_the_lock_pins_torch_by_version_not_by_build():
