@@ -15,7 +15,7 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 #          The default where `nvidia-smi -L` lists a GPU.
 #   pip    whatever pip is configured to serve (a local mirror, as on the course's CI machines).
 # Example: make setup TORCH_BUILD=cpu
-TORCH_BUILD ?= $(if $(shell nvidia-smi -L 2>/dev/null),cu126,cpu)
+TORCH_BUILD ?= $(if $(shell nvidia-smi -L 2>/dev/null | grep '^GPU '),cu126,cpu)
 TORCH_INDEX_cpu   := --index-url https://download.pytorch.org/whl/cpu
 TORCH_INDEX_cu126 := --index-url https://download.pytorch.org/whl/cu126
 TORCH_INDEX_pip   :=
@@ -51,11 +51,11 @@ lock: setup
 	sed -i -E 's/^(torch==[0-9.]+)\+[a-z0-9]+$$/\1/' $(LOCK_OUTPUT)
 
 # JupyterLab listens on 127.0.0.1 only and opens on lesson 00; its terminals find torchserve
-# & co. on PATH. Ctrl+C twice stops it cleanly: the recipe has no shell in between, so make
-# runs jupyter itself and only JupyterLab handles the interrupt.
+# & co. on PATH. Ctrl+C twice stops it cleanly: `exec` replaces the recipe's shell with jupyter,
+# so only JupyterLab handles the interrupt (no "make: *** Interrupt").
 lab: setup
-	@env PATH=$(CURDIR)/$(VENV)/bin:$(PATH) $(VENV)/bin/jupyter lab --ip 127.0.0.1 \
-	    --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/notebooks/00_setup.ipynb $(ALLOW_ROOT)
+	@exec env PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/jupyter lab --ip 127.0.0.1 \
+	    --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks/00_setup.ipynb $(ALLOW_ROOT)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -66,6 +66,7 @@ release: setup
 # Put one exercise back to its original student copy (your answers in it are lost):
 #   make reset-exercise EX=ex01
 reset-exercise: setup
+	@test -n "$(EX)" || { echo "name the exercise: make reset-exercise EX=ex01"; exit 2; }
 	$(PY) -m course_utils reset-exercise $(EX)
 
 grade: setup

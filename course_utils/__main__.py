@@ -14,7 +14,7 @@ def _release(force: bool) -> int:
     for path in written:
         print(f"wrote {path}")
     for path in kept:
-        print(f"kept {path}: it has changes that are not committed (your answers?), so it was not replaced")
+        print(f"kept {path}: it is not the student copy release last wrote (your answers?), so it was not replaced")
     if kept:
         print("Nothing of yours was overwritten. To replace those files anyway, first copy your work elsewhere, "
               "then run `python -m course_utils release --force`.")
@@ -38,11 +38,11 @@ def _reset_exercise(name: str) -> int:
 def _check_release() -> int:
     from .release import stale_exercises
 
-    problems = stale_exercises()
+    problems = stale_exercises(strict=True)
     for problem in problems:
         print(problem)
     if problems:
-        print("The committed exercises/ do not match solutions/ (for course authors: regenerate them with "
+        print("exercises/ does not match solutions/ (for course authors: regenerate them with "
               "`python -m course_utils release`, which keeps edited exercises, and commit the result).")
     return 1 if problems else 0
 

@@ -155,9 +155,6 @@ def run_handler_locally(handler: Path, serialized_file: Path, requests: Sequence
     from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
     import ts
 
-    # TorchServe's base handler logs "OpenVINO is not enabled" and "Torch TensorRT not enabled"
-    # when it is imported: true of every CPU machine, and noise in front of your own output.
-    logging.getLogger("ts.torch_handler.base_handler").setLevel(logging.ERROR)
     handler = Path(handler).resolve()
     model_dir = Path(tempfile.mkdtemp(prefix="handler_"))
     # The model folder holds the model and data files. Python files are imported from where
@@ -165,6 +162,11 @@ def run_handler_locally(handler: Path, serialized_file: Path, requests: Sequence
     # ones you would archive, as in a worker.
     archived_code = _ArchivedCode([handler, *[f for f in extra_files if str(f).endswith(".py")]])
     sys.meta_path.insert(0, archived_code)
+    # TorchServe's base handler logs "OpenVINO is not enabled" and "Torch TensorRT not enabled"
+    # when it is first imported: true of every CPU machine, and noise in front of your own output.
+    base_handler_log = logging.getLogger("ts.torch_handler.base_handler")
+    level = base_handler_log.level
+    base_handler_log.setLevel(logging.ERROR)
     try:
         for path in [serialized_file, *extra_files]:
             if not str(path).endswith(".py"):
@@ -186,6 +188,7 @@ def run_handler_locally(handler: Path, serialized_file: Path, requests: Sequence
         statuses = [context.get_response_status(i) for i in range(len(requests))]
         return [LocalResponse(code, answer, phrase or "") for (code, phrase), answer in zip(statuses, answers)]
     finally:
+        base_handler_log.setLevel(level)
         sys.meta_path.remove(archived_code)
         shutil.rmtree(model_dir, ignore_errors=True)
 
@@ -200,8 +203,16 @@ class _ArchivedCode(importlib.abc.MetaPathFinder):
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
         if name in self.files:
-            return importlib.util.spec_from_file_location(name, self.files[name])
+            loader = _FromSource(name, str(self.files[name]))
+            return importlib.util.spec_from_file_location(name, self.files[name], loader=loader)
         return None
+
+
+class _FromSource(importlib.machinery.SourceFileLoader):
+    """Compile from the file's text every time: no __pycache__ that a quick edit could leave stale."""
+
+    def get_code(self, fullname: str) -> Any:
+        return compile(self.get_data(self.path), self.path, "exec", dont_inherit=True)
 
 
 @contextlib.contextmanager

@@ -16,21 +16,14 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
-from .paths import REPO_ROOT, short_temp_dir, socket_path_problem
+from .paths import short_temp_dir, socket_path_problem, without_machine_paths
 
 REQUIRED, OPTIONAL = "required", "optional"
 
 
 def _shown(path: str | Path) -> str:
-    """A path as the doctor prints it: relative to the course folder, or with ~ for your home."""
-    path = Path(path)
-    for base, label in ((REPO_ROOT, ""), (Path.home(), "~/")):
-        try:
-            relative = path.relative_to(base)
-        except ValueError:
-            continue
-        return f"{label}{relative}" if label else str(relative)
-    return str(path)
+    """A path as the doctor prints it (no path of your machine in a shared screenshot or notebook)."""
+    return without_machine_paths(str(path))
 
 
 @dataclass(frozen=True)
@@ -203,5 +196,5 @@ def verdict(findings: list[Finding], prereqs_only: bool = False) -> str:
                 "Apply 'how to fix' above, then run this check again.")
     if prereqs_only:
         return "Prerequisites ready: installing the course's packages next."
-    return ("READY for every lesson. Next: `make lab` opens notebooks/00_setup.ipynb; "
-            "take the lessons in order from there.")
+    return ("READY for every lesson. Next: lesson 00, notebooks/00_setup.ipynb (`make lab` opens it), "
+            "then the lessons in order.")

@@ -14,35 +14,21 @@ tests/test_notebook_files.py checks every notebook in the repository.
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import nbformat
 
-from .paths import REPO_ROOT
+from .paths import without_machine_paths
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 LANGUAGE_INFO = {
     "codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py", "mimetype": "text/x-python",
     "name": "python", "nbconvert_exporter": "python", "pygments_lexer": "ipython3",
-    "version": "{}.{}.{}".format(*sys.version_info[:3]),
+    # The course's reference Python. A kernel on another 3.11.x reports its own patch version,
+    # which JupyterLab writes into this field on the first save: the one change it can make.
+    "version": "3.11.7",
 }
 _CARRIAGE_RETURN = re.compile(r".*\r(?=[^\n])")   # a line redrawn in place: keep what came last
-
-
-def machine_paths() -> list[tuple[str, str]]:
-    """(absolute prefix, what it is shown as) for paths of this machine, longest first.
-
-    Course machinery: not used in lessons.
-    """
-    replacements = [(str(REPO_ROOT) + "/", ""), (str(Path.home()) + "/", "~/")]
-    return sorted(replacements, key=lambda pair: -len(pair[0]))
-
-
-def _shown(text: str) -> str:
-    for prefix, replacement in machine_paths():
-        text = text.replace(prefix, replacement)
-    return text
 
 
 def _coalesced(outputs: list[nbformat.NotebookNode]) -> list[nbformat.NotebookNode]:
@@ -63,14 +49,14 @@ def _coalesced(outputs: list[nbformat.NotebookNode]) -> list[nbformat.NotebookNo
 
 def _normalize_output(output: nbformat.NotebookNode) -> None:
     if output.output_type == "stream":
-        output.text = _shown(output.text)
+        output.text = without_machine_paths(output.text)
     elif output.output_type == "error":
-        output.traceback = [_shown(line) for line in output.traceback]
-        output.evalue = _shown(output.evalue)
+        output.traceback = [without_machine_paths(line) for line in output.traceback]
+        output.evalue = without_machine_paths(output.evalue)
     elif "data" in output:
         for mime, value in output.data.items():
             if mime.startswith("text/") and isinstance(value, str):
-                output.data[mime] = _shown(value)
+                output.data[mime] = without_machine_paths(value)
 
 
 def normalized(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:

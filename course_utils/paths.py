@@ -25,6 +25,17 @@ def work_root() -> Path:
     return Path(override).resolve() if override else REPO_ROOT / "work"
 
 
+def without_machine_paths(text: str) -> str:
+    """`text` with this machine's paths shortened: the course folder becomes relative, your home `~/`.
+
+    Course machinery: not used in lessons.
+    """
+    prefixes = [(str(REPO_ROOT) + "/", ""), (str(Path.home()) + "/", "~/")]
+    for prefix, shown in sorted(prefixes, key=lambda pair: -len(pair[0])):
+        text = text.replace(prefix, shown)
+    return text
+
+
 # A Unix socket's path (sun_path) holds at most 108 bytes including the final NUL.
 UNIX_SOCKET_PATH_MAX = 107
 
@@ -38,10 +49,18 @@ def short_temp_dir(prefix: str) -> Path:
 
     Introduced in 01_torchserve_architecture.
     """
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=short_temp_dir_base()))   # created with mode 0700
+
+
+def short_temp_dir_base() -> Path:
+    """The folder short_temp_dir creates folders in: the system temp folder, or /tmp if that is long.
+
+    Introduced in 01_torchserve_architecture.
+    """
     base = tempfile.gettempdir()
     if len(base.encode()) > 40 and os.path.isdir("/tmp"):
         base = "/tmp"
-    return Path(tempfile.mkdtemp(prefix=prefix, dir=base))   # mkdtemp creates it with mode 0700
+    return Path(base).resolve()
 
 
 def socket_path_problem(folder: Path, name: str) -> str:
@@ -54,7 +73,7 @@ def socket_path_problem(folder: Path, name: str) -> str:
     if size <= UNIX_SOCKET_PATH_MAX:
         return ""
     return (f"the socket path {path} is {size} bytes, over the {UNIX_SOCKET_PATH_MAX}-byte limit of "
-            "Unix sockets (AF_UNIX path too long); set TMPDIR to a short folder such as /tmp")
+            "Unix sockets (AF_UNIX path too long); set TMPDIR to a folder with a path of 40 characters or fewer")
 
 
 def empty_dir(path: Path) -> Path:
@@ -92,7 +111,9 @@ def replace_symlink(link: Path, source: Path) -> Path:
     Introduced in 04_triton.
     """
     link = Path(link)
-    if link.is_symlink() or link.exists():
+    if link.is_dir() and not link.is_symlink():
+        shutil.rmtree(link)   # a real folder left by an older run
+    elif link.is_symlink() or link.exists():
         link.unlink()
     link.symlink_to(Path(source).resolve())
     return link

@@ -10,15 +10,18 @@ is replaced by a stub (`# YOUR CODE HERE` and `raise NotImplementedError()`) at 
 same indentation, and in a markdown cell by "YOUR ANSWER HERE". Outputs and
 execution counts are cleared.
 
-A learner's answers live in exercises/, so nothing here overwrites them by accident:
-staleness is judged against git's committed copy (not the file a learner edits),
-`release` skips an exercise that differs from its committed copy unless forced, and
-`reset_exercise` restores one exercise on purpose after saving a backup.
+A learner's answers live in exercises/, so nothing here overwrites them by accident.
+exercises/.released.json records the student copy release wrote for each exercise:
+staleness is judged against that record (not the file a learner edits), `release`
+skips an exercise that differs from it unless forced, and `reset_exercise` restores
+one exercise on purpose after saving a backup.
 """
 
 from __future__ import annotations
 
-import subprocess
+import hashlib
+import itertools
+import json
 import time
 from pathlib import Path
 
@@ -73,41 +76,51 @@ def student_copy(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return normalized(exercise)
 
 
-def committed_text(path: Path) -> str | None:
-    """The text of `path` as git's HEAD has it, or None (not committed, or not a git checkout).
+MANIFEST = ".released.json"
+
+
+def digest(text: str) -> str:
+    """SHA-256 of a notebook's text.
 
     Course machinery: not used in lessons.
     """
-    path = Path(path).resolve()
-    # "HEAD:./NAME" is relative to the working folder, so any checkout (and any clone path) works.
-    done = subprocess.run(["git", "show", f"HEAD:./{path.name}"], cwd=path.parent,
-                          capture_output=True, text=True, check=False)
-    return done.stdout if done.returncode == 0 else None
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def released_digests(exercises_dir: Path = EXERCISES_DIR) -> dict[str, str]:
+    """What `release` last wrote: exercise file name -> SHA-256 of the student copy (exercises/.released.json).
+
+    Course machinery: not used in lessons.
+    """
+    path = exercises_dir / MANIFEST
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
 def has_local_changes(path: Path) -> bool:
-    """True when an exercise file exists and differs from its committed copy (a learner's answers).
+    """True when an exercise file differs from the student copy `release` wrote (a learner's answers).
 
     Course machinery: not used in lessons.
     """
     path = Path(path)
-    return path.exists() and path.read_text(encoding="utf-8") != committed_text(path)
+    return path.exists() and digest(path.read_text(encoding="utf-8")) != released_digests(path.parent).get(path.name)
 
 
 def release(solutions_dir: Path = SOLUTIONS_DIR, exercises_dir: Path = EXERCISES_DIR,
             force: bool = False) -> tuple[list[Path], list[Path]]:
     """Write exercises/exNN_*.ipynb from every solutions/exNN_*.ipynb; return (written, kept).
 
-    An exercise with local changes (different from git's committed copy) is kept, not
-    overwritten, unless `force` is true.
+    An exercise with local changes (not the copy release last wrote, committed or not) is
+    kept, not overwritten, unless `force` is true. exercises/.released.json records what
+    each student copy is, so a later release or `make test` can tell answers from staleness.
 
     Course machinery: not used in lessons.
     """
     exercises_dir.mkdir(parents=True, exist_ok=True)
-    written, kept = [], []
+    written, kept, digests = [], [], {}
     for solution_path in sorted(solutions_dir.glob("ex*.ipynb")):
         target = exercises_dir / solution_path.name
         fresh = as_text(student_copy(nbformat.read(solution_path, as_version=4)))
+        digests[target.name] = digest(fresh)
         if target.exists() and target.read_text(encoding="utf-8") == fresh:
             continue
         if not force and has_local_changes(target):
@@ -115,22 +128,23 @@ def release(solutions_dir: Path = SOLUTIONS_DIR, exercises_dir: Path = EXERCISES
             continue
         target.write_text(fresh, encoding="utf-8")
         written.append(target)
+    (exercises_dir / MANIFEST).write_text(json.dumps(digests, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return written, kept
 
 
 def backup_dir() -> Path:
-    """Where reset_exercise saves the copy it replaces (.exercise-backups/, ignored by git).
+    """Where reset_exercise saves the copy it replaces (exercise-backups/, ignored by git).
 
     Course machinery: not used in lessons.
     """
-    return REPO_ROOT / ".exercise-backups"
+    return REPO_ROOT / "exercise-backups"
 
 
 def reset_exercise(name: str, solutions_dir: Path = SOLUTIONS_DIR,
                    exercises_dir: Path = EXERCISES_DIR) -> tuple[Path, Path | None]:
     """Restore one exercise (e.g. "ex01") to its original student copy; return (it, the backup).
 
-    The copy it replaces is saved first in .exercise-backups/ with a timestamp.
+    A copy that differs from the original is first saved in exercise-backups/ under a new name.
 
     Course machinery: not used in lessons.
     """
@@ -139,37 +153,44 @@ def reset_exercise(name: str, solutions_dir: Path = SOLUTIONS_DIR,
         known = ", ".join(p.name.split("_")[0] for p in sorted(solutions_dir.glob("ex*.ipynb")))
         raise ValueError(f"no single exercise named {name!r}; choose one of: {known} (e.g. EX=ex01)")
     target = exercises_dir / matches[0].name
+    fresh = as_text(student_copy(nbformat.read(matches[0], as_version=4)))
     backup = None
-    if target.exists():
-        backup = backup_dir() / f"{target.stem}.{time.strftime('%Y%m%d-%H%M%S')}.ipynb"
-        backup.parent.mkdir(exist_ok=True)
-        backup.write_bytes(target.read_bytes())
-    target.write_text(as_text(student_copy(nbformat.read(matches[0], as_version=4))), encoding="utf-8")
+    if target.exists() and target.read_text(encoding="utf-8") != fresh:
+        backup_dir().mkdir(exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for number in itertools.count(1):
+            backup = backup_dir() / f"{target.stem}.{stamp}-{number}.ipynb"
+            try:
+                with open(backup, "xb") as copy:   # never replace an earlier backup
+                    copy.write(target.read_bytes())
+                break
+            except FileExistsError:
+                continue
+    target.write_text(fresh, encoding="utf-8")
     return target, backup
 
 
-def stale_exercises(solutions_dir: Path = SOLUTIONS_DIR, exercises_dir: Path = EXERCISES_DIR) -> list[str]:
-    """Exercise notebooks whose committed copy is missing, extra or differs from a fresh release.
+def stale_exercises(solutions_dir: Path = SOLUTIONS_DIR, exercises_dir: Path = EXERCISES_DIR,
+                    strict: bool = False) -> list[str]:
+    """Problems that say exercises/ was not released from the current solutions/ ([] when in step).
 
-    Judged against git's committed copy, so a learner's edits to exercises/ never make
-    this fail. Outside a git checkout the files on disk are compared instead.
+    Judged against exercises/.released.json, the record of what release wrote, so a
+    learner's answers (edited, committed or duplicated) never make this fail. With
+    `strict` (course authors, CI's clean clone) the files must also be exactly those copies.
 
     Course machinery: not used in lessons.
     """
-    in_git = committed_text(Path(__file__)) is not None
+    digests = released_digests(exercises_dir)
     problems = []
     expected = {p.name for p in solutions_dir.glob("ex*.ipynb")}
     for name in sorted(expected):
-        target = exercises_dir / name
         fresh = as_text(student_copy(nbformat.read(solutions_dir / name, as_version=4)))
-        stored = committed_text(target) if in_git else (target.read_text(encoding="utf-8") if target.exists() else None)
-        if stored is None:
-            problems.append(f"{name}: missing from {exercises_dir.name}/ (in git)")
-        elif stored != fresh:
-            problems.append(f"{name}: the committed copy differs from the solution with regions stripped")
-    # Only committed files count: a learner's own copy (JupyterLab's "Duplicate") is theirs.
-    present = {p.name for p in exercises_dir.glob("ex*.ipynb")
-               if not in_git or committed_text(p) is not None}
-    for extra in sorted(present - expected):
-        problems.append(f"{extra}: has no solution notebook")
+        if digests.get(name) != digest(fresh):
+            problems.append(f"{name}: solutions/ changed since the last release")
+        elif strict and not (exercises_dir / name).exists():
+            problems.append(f"{name}: missing from {exercises_dir.name}/")
+        elif strict and (exercises_dir / name).read_text(encoding="utf-8") != fresh:
+            problems.append(f"{name}: differs from the solution with regions stripped")
+    for extra in sorted(set(digests) - expected):
+        problems.append(f"{extra}: released, but has no solution notebook")
     return problems

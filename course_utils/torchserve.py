@@ -37,11 +37,12 @@ import requests
 
 from .archiver import archive_contents
 from .external_torchserve import external_torchserve, register_archives, unregister_archives
-from .paths import RESOURCES_DIR, replace_symlink, short_temp_dir, socket_path_problem
+from .paths import RESOURCES_DIR, replace_symlink, short_temp_dir, short_temp_dir_base, socket_path_problem
 from .ports import LOCALHOST, free_ports, wait_until
 from .tools import tool, tool_env
 
 _RUNNING: list["TorchServe"] = []
+MAX_REQUEST_BYTES = 1_048_576
 
 
 @dataclass
@@ -159,6 +160,8 @@ class TorchServe:
             "model_store": str(self.model_store),
             # Only archives from our own model store may be registered (no http(s) URLs).
             "allowed_urls": f"file://{self.model_store}/.*",
+            # Bodies over 1 MiB get 413 from the frontend and never reach a worker (default 6.5 MB).
+            "max_request_size": str(MAX_REQUEST_BYTES),
             "metrics_mode": "prometheus",
             "disable_system_metrics": "true",
             "default_workers_per_model": "1",
@@ -225,11 +228,10 @@ class TorchServe:
         """Run `torchserve --start` (or attach to TORCHSERVE_URL) and wait until every model is READY."""
         if self.process is not None or self._registered:
             raise RuntimeError("this TorchServe is already running; call stop() first")
-        if not self.external:
-            self._launch()
         _RUNNING.append(self)
         try:
             if not self.external:
+                self._launch()
                 self.process = wait_until(self._java_process, 30, "the TorchServe java frontend to start",
                                           on_timeout=self.log_tail)
             if self.token_auth:
@@ -345,9 +347,17 @@ class TorchServe:
             process = self._pid_file_process()
         if process is not None:
             self._stop_process(process)
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
+        self._remove_tmp()
+
+    def _remove_tmp(self) -> None:
+        """Delete the short TMPDIR (found through work_dir/tmp after a kernel restart) and the link."""
+        link = self.work_dir / "tmp"
+        target = self._tmp or (link.resolve() if link.is_symlink() else None)
+        if target is not None and target.name.startswith("ts-") and target.parent == short_temp_dir_base():
+            shutil.rmtree(target, ignore_errors=True)
+        if link.is_symlink():
+            link.unlink()
+        self._tmp = None
 
     def _stop_process(self, process: psutil.Process) -> None:
         """`torchserve --stop` (run with this server's TMPDIR), then kill what is left of java and its workers."""

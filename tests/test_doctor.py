@@ -27,7 +27,7 @@ def test_doctor_runs_with_the_standard_library_only():
 def test_the_doctor_ends_with_a_verdict_and_a_next_step():
     from course_utils.doctor import verdict
 
-    assert verdict([Finding("a", True, "fine", "")]).startswith("READY for every lesson. Next: `make lab`")
+    assert verdict([Finding("a", True, "fine", "")]).startswith("READY for every lesson. Next: lesson 00")
     missing = verdict([Finding("Java", False, "absent", "install java")])
     assert missing.startswith("NOT READY: 1 required check(s) failed (Java)") and "then run this check again" in missing
     assert "absent (optional)" not in verdict([Finding("GPU", False, "none", "", level="optional")])

@@ -7,6 +7,7 @@ import importlib.metadata
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -92,8 +93,11 @@ def test_make_lock_reproduces_the_committed_lock(tmp_path):
     wheels = local_torch_wheels()
     source = f"--find-links {wheels}" if wheels else "--torch-backend cpu"
     output = tmp_path / "requirements.lock"
-    done = subprocess.run(["make", "-s", "lock", f"LOCK_TORCH={source}", f"LOCK_OUTPUT={output}"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    try:
+        done = subprocess.run(["make", "-s", "lock", f"LOCK_TORCH={source}", f"LOCK_OUTPUT={output}"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        pytest.skip("the package index did not answer uv within 300 s")
     if done.returncode != 0 and re.search(r"(?i)failed to fetch|connect|dns|network", done.stderr):
         pytest.skip(f"no package index reachable for uv: {done.stderr.strip()[-200:]}")
     assert done.returncode == 0, done.stderr
@@ -106,13 +110,28 @@ def test_the_lock_pins_torch_by_version_not_by_build():
     assert "+" not in lock_entries()["torch"][0]
 
 
+def torch_build_extras() -> set[str]:
+    """What a CUDA build of torch brings beyond the lock (NVIDIA's libraries, triton): its own exact pins."""
+    extras, todo = set(), ["torch"]
+    while todo:
+        for requirement in importlib.metadata.requires(todo.pop()) or []:
+            if "extra ==" in requirement:
+                continue
+            name = canonical(re.split(r"[\s<>=!~;\[(]", requirement, maxsplit=1)[0])
+            if name not in lock_entries() and name not in extras:
+                extras.add(name)
+                todo.append(name)
+    return extras
+
+
 def test_what_is_installed_is_exactly_what_the_lock_says():
     """`pip freeze` of this environment is covered by the lock, version by version."""
     locked = lock_entries()
+    allowed = {"course-utils", "pip", "setuptools", "wheel"} | torch_build_extras()
     for dist in importlib.metadata.distributions():
         name = canonical(dist.metadata["Name"])
-        if name in {"course-utils", "pip", "setuptools", "wheel"} and name not in locked:
-            continue  # the course itself (editable) and the venv's own installer
+        if name in allowed and name not in locked:
+            continue  # the course itself (editable), the venv's installer, a CUDA torch's own libraries
         assert name in locked, f"{name} {dist.version} is installed but not in requirements.lock"
         assert dist.version.split("+")[0] == locked[name][0], (
             f"{name} {dist.version} is installed, the lock says {locked[name][0]}: run `make setup`")
@@ -133,9 +152,18 @@ def pip_lines(output: str) -> list[str]:
     return [line.strip() for line in output.splitlines() if "pip install" in line]
 
 
+def tools_only(folder: Path) -> str:
+    """A PATH with just the tools the Makefile runs (so no nvidia-smi unless a test puts one there)."""
+    folder.mkdir(exist_ok=True)
+    for name in ("make", "sh", "sed", "grep", "id", "test"):
+        found = shutil.which(name)
+        if found and not (folder / name).exists():
+            (folder / name).symlink_to(found)
+    return str(folder)
+
+
 def test_make_setup_installs_cpu_torch_from_pytorchs_cpu_index_then_the_lock(tmp_path):
-    # No nvidia-smi on PATH: a CPU-only machine.
-    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    env = {"PATH": tools_only(tmp_path)}   # no nvidia-smi: a CPU-only machine
     lines = pip_lines(make_dry_run(env))
     assert lines == [
         ".venv/bin/python -m pip install --quiet --index-url https://download.pytorch.org/whl/cpu torch==2.13.0",
@@ -148,12 +176,14 @@ def test_make_setup_picks_the_cuda_build_where_nvidia_smi_lists_a_gpu(tmp_path):
     fake = tmp_path / "nvidia-smi"
     fake.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H100 (UUID: GPU-0)'\n")
     fake.chmod(0o755)
-    lines = pip_lines(make_dry_run({"PATH": f"{tmp_path}:/usr/bin:/bin"}))
+    lines = pip_lines(make_dry_run({"PATH": tools_only(tmp_path)}))
     assert "--index-url https://download.pytorch.org/whl/cu126 torch==2.13.0" in lines[0]
+    fake.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed because it could not communicate with the driver'\n")
+    assert "whl/cpu" in pip_lines(make_dry_run({"PATH": tools_only(tmp_path)}))[0], "a broken driver is no GPU"
 
 
 def test_one_variable_overrides_the_choice(tmp_path):
-    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    env = {"PATH": tools_only(tmp_path)}
     assert pip_lines(make_dry_run(env, "TORCH_BUILD=pip"))[0] == ".venv/bin/python -m pip install --quiet torch==2.13.0"
     assert "whl/cu126" in pip_lines(make_dry_run({**env, "TORCH_BUILD": "cu126"}))[0]
     done = subprocess.run(["make", "-n", "-W", "requirements.lock", "setup", "TORCH_BUILD=rocm"], cwd=ROOT,
