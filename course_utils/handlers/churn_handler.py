@@ -15,10 +15,24 @@ import math
 
 import torch
 
-from batch_safe import BadRequest, BatchSafeHandler, json_body
+from batch_safe import BadRequest, BatchSafeHandler, json_body, short_repr
 
 FEATURES = ["tenure_months", "monthly_charges", "support_calls", "contract_months"]
 EXAMPLE = '{"data": [24, 80.5, 2, 12]}'
+
+
+def finite_number(name: str, value: object) -> float:
+    """`value` as a float, or BadRequest: not a number, NaN, +-Infinity, or too large for float32."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadRequest(f"{name} must be a number, got {short_repr(value)}; example: {EXAMPLE}")
+    try:
+        number = float(value)
+    except OverflowError:   # an integer such as 10**400
+        number = math.inf
+    if not math.isfinite(number) or abs(number) > 3.4e38:
+        raise BadRequest(f"{name} must be a finite number within float32 range, got {short_repr(value)}; "
+                         f"example: {EXAMPLE}")
+    return number
 
 
 class ChurnHandler(BatchSafeHandler):
@@ -34,10 +48,8 @@ class ChurnHandler(BatchSafeHandler):
         if len(body) != len(FEATURES):
             raise BadRequest(f"expected {len(FEATURES)} numbers ({', '.join(FEATURES)}), got {len(body)}; "
                              f"example: {EXAMPLE}")
-        for name, value in zip(FEATURES, body):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise BadRequest(f"{name} must be a finite number, got {value!r}; example: {EXAMPLE}")
-        return torch.tensor(body, dtype=torch.float32)
+        return torch.tensor([finite_number(name, value) for name, value in zip(FEATURES, body)],
+                            dtype=torch.float32)
 
     @staticmethod
     def _from_named(body: dict) -> list:

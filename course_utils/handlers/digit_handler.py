@@ -23,7 +23,7 @@ from batch_safe import BadRequest, BatchSafeHandler, request_body
 
 TOP_K = 3
 SIZE = 8
-MAX_SIDE = 4096  # refuse absurdly large images before decoding them
+MAX_PIXELS = 4_000_000   # refuse larger images from their header, before decoding a single pixel
 
 
 class DigitHandler(BatchSafeHandler):
@@ -51,13 +51,22 @@ class DigitHandler(BatchSafeHandler):
 
     @staticmethod
     def _open_image(data: bytes) -> Image.Image:
+        """Decode one image, refusing oversized ones and decompression bombs (PNG, zTXt, iCCP)."""
         try:
-            image = Image.open(io.BytesIO(data))
-            if max(image.size) > MAX_SIDE:
-                raise BadRequest(f"image is {image.size[0]}x{image.size[1]}; the largest side may be {MAX_SIDE}")
+            image = Image.open(io.BytesIO(data))   # reads the header only
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise BadRequest(f"image is {width}x{height} = {width * height} pixels; at most {MAX_PIXELS} "
+                                 "are accepted (a digit needs 8x8)", status=413)
             image.load()
             return image
-        except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        except BadRequest:
+            raise
+        except Image.DecompressionBombError as err:
+            raise BadRequest(f"image refused as a decompression bomb ({err}); send a small PNG or JPEG",
+                             status=413) from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+            # ValueError: PIL's "Decompressed Data Too Large" for zTXt/iTXt/iCCP chunks, and broken headers
             raise BadRequest(f"could not decode the body as an image ({len(data)} bytes, "
                              f"{err.__class__.__name__}): send PNG or JPEG bytes") from None
 

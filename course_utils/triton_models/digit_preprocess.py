@@ -14,15 +14,22 @@ import triton_python_backend_utils as pb_utils
 from PIL import Image, UnidentifiedImageError
 
 SIZE = 8
+MAX_PIXELS = 4_000_000   # refuse larger images from their header, before decoding a single pixel
 
 
 def decode(data: bytes) -> np.ndarray:
-    """One encoded image -> float32 array of shape (1, 8, 8) in [0, 1]."""
+    """One encoded image -> float32 array of shape (1, 8, 8) in [0, 1]; ValueError names a bad input."""
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data))   # reads the header only
+        width, height = image.size
+        if width * height > MAX_PIXELS:
+            raise ValueError(f"IMAGE_BYTES holds a {width}x{height} image; at most {MAX_PIXELS} pixels "
+                             "are accepted (a digit needs 8x8)")
         image.load()
-    except (UnidentifiedImageError, OSError):
-        raise ValueError(f"IMAGE_BYTES is not a PNG/JPEG image ({len(data)} bytes); "
+    except Image.DecompressionBombError as error:
+        raise ValueError(f"IMAGE_BYTES refused as a decompression bomb ({error})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise ValueError(f"IMAGE_BYTES is not a PNG/JPEG image ({len(data)} bytes, {type(error).__name__}); "
                          "send the bytes of an encoded image file, one per sample") from None
     gray = image.convert("L").resize((SIZE, SIZE), Image.Resampling.BOX)
     return (np.asarray(gray, dtype=np.float32) / 255.0)[None, :, :]
@@ -36,7 +43,9 @@ class TritonPythonModel:
             try:
                 pixels = np.stack([decode(bytes(item)) for item in encoded])
             except ValueError as error:
-                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(error))))
+                # INVALID_ARG: the client's input is wrong, so HTTP 400 (not 500) for this request only.
+                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(
+                    str(error).encode("ascii", "backslashreplace").decode("ascii"), pb_utils.TritonError.INVALID_ARG)))
                 continue
             responses.append(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("PIXELS", pixels)]))
         return responses

@@ -1,0 +1,68 @@
+"""Hostile input against a real TorchServe: each bad request gets its own 4xx with an ASCII message
+that says what was wrong, its good neighbour in the same batch is answered, and the worker survives."""
+
+from __future__ import annotations
+
+import pytest
+
+from course_utils.archiver import archive_model, handler_file, save_torchscript, write_index_to_name
+from course_utils.data import DIGIT_CLASSES, write_digit_pngs
+from course_utils.hostile_inputs import churn_hostile_inputs, digit_hostile_inputs, probe
+from course_utils.models import train_digit_cnn
+from course_utils.torchserve import ModelSettings, TorchServe
+
+pytestmark = pytest.mark.slow
+
+# What each input must get, and a word its message must contain.
+CHURN_EXPECTED = {
+    "non-ASCII value": (400, "\\xe9"), "non-ASCII key": (400, "missing feature"), "emoji": (400, "\\U0001f600"),
+    "huge integer 10**400": (400, "float32 range"), "integer of 5000 digits": (400, "not valid JSON"),
+    "NaN": (400, "finite"), "Infinity": (400, "finite"), "-Infinity": (400, "finite"),
+    "beyond float32 (1e39)": (400, "float32 range"), "nested 100,000 deep": (400, "nested too deeply"),
+    "list inside the list": (400, "must be a number"), "string for a number": (400, "must be a number"),
+    "boolean for a number": (400, "must be a number"), "JSON null": (400, "empty request body"),
+    "wrong length": (400, "expected 4 numbers"), "empty list": (400, "expected 4 numbers"),
+    "object without data": (400, "missing feature"), "empty body": (400, "empty request body"),
+    "not JSON": (400, "not valid JSON"), "invalid UTF-8": (400, "not valid JSON"),
+    "2 MB body": (413, ""),
+}
+DIGIT_EXPECTED = {
+    "not an image": (400, "could not decode"), "truncated PNG": (400, "could not decode"),
+    "12000x12000 PNG (144 MP)": (413, "at most 4000000"), "header claims 40000x40000": (413, "decompression bomb"),
+    "zTXt bomb (50 MB of text)": (400, "could not decode"), "iCCP bomb (50 MB profile)": (400, "could not decode"),
+    "base64 of garbage": (400, "base64"), "JSON number": (400, "expected image bytes"),
+}
+
+
+@pytest.fixture(scope="module")
+def server(churn_files, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hostile")
+    store = folder / "store"
+    archive_model("churn", churn_files["model"], churn_files["handler"], store,
+                  extra_files=[churn_files["base"], churn_files["labels"]])
+    digit_pt = save_torchscript(train_digit_cnn().model, folder / "digits.pt")
+    labels = write_index_to_name(DIGIT_CLASSES, folder)
+    archive_model("digits", digit_pt, handler_file("digit_handler"), store,
+                  extra_files=[handler_file("batch_safe"), labels])
+    batched = ModelSettings(batch_size=2, max_batch_delay_ms=1000)
+    with TorchServe(store, folder / "server", models=["churn.mar", "digits.mar"],
+                    settings={"churn": batched, "digits": batched}) as running:
+        running.png = write_digit_pngs(folder / "pngs", count=1)[0][0].read_bytes()
+        yield running
+
+
+def check_rows(rows: list[dict], expected: dict[str, tuple[int, str]]) -> None:
+    assert [row["input"] for row in rows] == list(expected)
+    for row in rows:
+        status, word = expected[row["input"]]
+        assert (row["status"], row["neighbour"], row["same worker"]) == (status, 200, True), row
+        assert word in row["message"] and row["message"].isascii(), row
+
+
+def test_every_hostile_json_input_fails_alone_with_a_4xx_that_says_why(server):
+    good = {"json": {"data": [24, 80.5, 2, 12]}}
+    check_rows(probe(server, "churn", churn_hostile_inputs(), good), CHURN_EXPECTED)
+
+
+def test_every_hostile_image_fails_alone_and_no_image_is_decoded_past_the_pixel_cap(server):
+    check_rows(probe(server, "digits", digit_hostile_inputs(), {"data": server.png}), DIGIT_EXPECTED)
