@@ -74,10 +74,10 @@ def grade(handler: Path, work: Path, show: bool = True) -> list[Verdict]:
 
     def answer_for(text: str) -> dict:
         response = post(text.encode())
-        if response.status_code == 503:
+        if response.status_code in (500, 503):   # 500: parse_row raised; 503: another method raised
             error = last_worker_error(state["server"]) or "see logs/model_log.log"
-            raise Fail(f"expected HTTP 200 for {text.strip()!r}, got 503: your handler raised {error}; "
-                       "run it with run_handler_locally() to see the traceback")
+            raise Fail(f"expected HTTP 200 for {text.strip()!r}, got {response.status_code}: your handler raised "
+                       f"{error}; run it with run_handler_locally() to see the traceback")
         expect(response.status_code == 200, f"expected HTTP 200 for {text.strip()!r}, got {response.status_code}: "
                f"{_message_of(response)}; parse_row must return a float tensor of shape (4,)")
         return response.json()

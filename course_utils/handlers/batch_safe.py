@@ -80,6 +80,9 @@ def json_body(row: dict) -> Any:
             raise BadRequest("body is JSON nested too deeply to read; send a flat JSON list "
                              "such as {\"data\": [...]}") from None
         except ValueError as err:   # not JSON, not UTF-8, or a number with over 4300 digits
+            if "digits" in str(err):
+                raise BadRequest("a number in the body has more than 4300 digits; "
+                                 "send numbers such as {\"data\": [24, 80.5, 2, 12]}") from None
             raise BadRequest(f"body is not valid JSON ({err.__class__.__name__}): "
                              "send JSON such as {\"data\": [...]}") from None
     return body

@@ -22,15 +22,17 @@ def decode(data: bytes) -> np.ndarray:
     try:
         image = Image.open(io.BytesIO(data))   # reads the header only
         width, height = image.size
-        if width * height > MAX_PIXELS:
-            raise ValueError(f"IMAGE_BYTES holds a {width}x{height} image; at most {MAX_PIXELS} pixels "
-                             "are accepted (a digit needs 8x8)")
-        image.load()
+        if width * height <= MAX_PIXELS:
+            image.load()
     except Image.DecompressionBombError as error:
         raise ValueError(f"IMAGE_BYTES refused as a decompression bomb ({error})") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        # ValueError: Pillow's "Decompressed data too large" for zTXt/iTXt/iCCP chunks, and broken headers
         raise ValueError(f"IMAGE_BYTES is not a PNG/JPEG image ({len(data)} bytes, {type(error).__name__}); "
                          "send the bytes of an encoded image file, one per sample") from None
+    if width * height > MAX_PIXELS:
+        raise ValueError(f"IMAGE_BYTES holds a {width}x{height} image; at most {MAX_PIXELS} pixels "
+                         "are accepted (a digit needs 8x8)")
     gray = image.convert("L").resize((SIZE, SIZE), Image.Resampling.BOX)
     return (np.asarray(gray, dtype=np.float32) / 255.0)[None, :, :]
 
