@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import os
 import re
 import shlex
 import shutil
@@ -40,6 +41,7 @@ from .external_torchserve import external_torchserve, register_archives, unregis
 from .paths import RESOURCES_DIR, replace_symlink, short_temp_dir, short_temp_dir_base, socket_path_problem
 from .ports import LOCALHOST, free_ports, wait_until
 from .tools import tool, tool_env
+from .watchdog import guard, release
 
 _RUNNING: list["TorchServe"] = []
 MAX_REQUEST_BYTES = 1_048_576
@@ -234,6 +236,8 @@ class TorchServe:
                 self._launch()
                 self.process = wait_until(self._java_process, 30, "the TorchServe java frontend to start",
                                           on_timeout=self.log_tail)
+                # java and its workers share the launcher's process group: stopped if this kernel dies.
+                guard(os.getpgid(self.process.pid), tmp_dir=self.tmp_dir)
             if self.token_auth:
                 wait_until(self._read_keys, 60, f"the key file {self.key_file}", on_timeout=self.log_tail)
             wait_until(self._frontend_answers, self.startup_timeout_s, f"TorchServe at {self.inference_url} to answer",
@@ -363,14 +367,17 @@ class TorchServe:
         """`torchserve --stop` (run with this server's TMPDIR), then kill what is left of java and its workers."""
         try:
             children = process.children(recursive=True)
-        except psutil.NoSuchProcess:
-            children = []
+            group = os.getpgid(process.pid)
+        except (psutil.NoSuchProcess, ProcessLookupError):
+            children, group = [], None
         subprocess.run([tool("torchserve"), "--stop"], cwd=self.work_dir, env=self._env(),
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
         _, alive = psutil.wait_procs([process, *children], timeout=20)
         for leftover in alive:
             leftover.kill()
         psutil.wait_procs(alive, timeout=5)
+        if group is not None:
+            release(group)
 
     def _pid_file_process(self) -> psutil.Process | None:
         try:

@@ -45,6 +45,7 @@ import requests
 from .paths import replace_symlink
 from .ports import LOCALHOST, free_ports, wait_until
 from .tools import tool_env
+from .watchdog import guard, release
 
 TRITON_URL_ENV = "TRITON_URL"
 SHM_DIR = Path("/dev/shm")
@@ -221,6 +222,8 @@ class TritonServer:
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(self.command(), env=_triton_env(), cwd=self.work_dir,
                                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        # tritonserver leads its own process group, with its stubs: stopped if this kernel dies.
+        guard(self.process.pid, shm_prefix=self._shm_prefix)
         wait_until(self._live, self.startup_timeout_s, "tritonserver to answer on HTTP", on_timeout=self.log_tail)
 
     def _sync_repository(self, model: str | None = None) -> None:
@@ -274,6 +277,7 @@ class TritonServer:
         psutil.wait_procs(alive, timeout=5)
         for region in self.shm_regions():
             region.unlink(missing_ok=True)
+        release(process.pid)
 
     def shm_regions(self) -> list[Path]:
         """Shared-memory files this server's Python-backend stubs created in /dev/shm."""

@@ -1,0 +1,64 @@
+"""No server outlives the kernel that started it, even after `kill -9` of the kernel."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from course_utils.archiver import archive_model
+from course_utils.models import train_digit_cnn
+from course_utils.pipelines import write_pipeline_steps
+
+pytestmark = pytest.mark.slow
+
+KERNEL = """
+import json, sys, time
+from course_utils.torchserve import TorchServe
+from course_utils.triton import TritonServer
+store, repo, work = sys.argv[1:4]
+ts = TorchServe(store, work + "/ts", models=["churn.mar"]).start()
+triton = TritonServer(repo, work + "/triton", models=["preprocess"]).start()
+print(json.dumps({"pids": ts.pids() + triton.pids(), "shm": [str(r) for r in triton.shm_regions()],
+                  "tmp": str(ts.tmp_dir)}), flush=True)
+time.sleep(600)
+"""
+
+
+def alive(pids: list[int]) -> list[int]:
+    return [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["kill -9", "SIGTERM (Jupyter's restart)"])
+def test_a_killed_kernel_leaves_no_server_behind_within_seconds(how, churn_files, tmp_path):
+    store = tmp_path / "store"
+    archive_model("churn", churn_files["model"], churn_files["handler"], store,
+                  extra_files=[churn_files["base"], churn_files["labels"]])
+    write_pipeline_steps(tmp_path / "repo", train_digit_cnn(epochs=1).model)
+    kernel = subprocess.Popen([sys.executable, "-c", KERNEL, str(store), str(tmp_path / "repo"), str(tmp_path)],
+                              stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    try:
+        started = json.loads(kernel.stdout.readline())
+    except json.JSONDecodeError:
+        kernel.kill()
+        raise
+    assert len(alive(started["pids"])) >= 4 and started["shm"], started   # java, worker, tritonserver, stub
+    os.kill(kernel.pid, how)
+    killed = time.monotonic()
+    kernel.wait()
+    def leftovers() -> list:
+        return [*alive(started["pids"]), *[r for r in [*started["shm"], started["tmp"]] if Path(r).exists()]]
+
+    while leftovers() and time.monotonic() - killed < 30:
+        time.sleep(0.2)
+    seconds = time.monotonic() - killed
+    assert not leftovers(), f"left {seconds:.1f} s after {how.name}: {leftovers()}"
+    assert seconds < 10, f"servers took {seconds:.1f} s to go"
+    print(f"\nno server process left {seconds:.1f} s after {how.name} to the kernel")
