@@ -92,7 +92,8 @@ def work_dir(name: str, clean: bool = True) -> Path:
     """Return (and create) the work folder of one notebook, e.g. work/03_archiving.
 
     With clean=True (the default) the folder is emptied first, so a rerun of the
-    notebook starts from nothing. Everything under work/ is ignored by git.
+    notebook starts from nothing. Everything under work/ is ignored by git, and
+    work/ and the folder are private (mode 0700).
 
     Introduced in 00_setup.
     """
@@ -100,8 +101,10 @@ def work_dir(name: str, clean: bool = True) -> Path:
         raise ValueError(f"work_dir name must be a plain folder name like '03_archiving', got {name!r}")
     path = work_root() / name
     if clean:
-        return empty_dir(path)
+        empty_dir(path)
     path.mkdir(parents=True, exist_ok=True)
+    for folder in (work_root(), path):
+        folder.chmod(0o700)   # model stores, keys and logs: yours only
     return path
 
 

@@ -269,7 +269,8 @@ class TorchServe:
         # alive when the notebook cell's terminal closes. Output goes to a file:
         # a pipe would make subprocess.run wait for java forever.
         with open(self.log_dir / "launcher.log", "ab") as launcher_log:
-            subprocess.run([tool("torchserve"), *self.command()[1:]], cwd=self.work_dir, env=self._env(),
+            # umask 077: key_file.json, logs and unpacked models are readable by you only.
+            subprocess.run([tool("torchserve"), *self.command()[1:]], cwd=self.work_dir, env=self._env(), umask=0o077,
                            stdout=launcher_log, stderr=subprocess.STDOUT, start_new_session=True, check=False)
 
     @property

@@ -27,7 +27,9 @@ onnxruntime, pytorch and TensorRT backends serve it as written.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
+import secrets
 import shlex
 import shutil
 import signal
@@ -48,6 +50,9 @@ from .tools import tool_env
 from .watchdog import guard, release
 
 TRITON_URL_ENV = "TRITON_URL"
+# Triton's restricted APIs: these need the header CONTROL_HEADER with this server's key.
+CONTROL_HEADER = "triton-control-key"
+RESTRICTED_APIS = "model-repository,shared-memory,logging,trace"
 SHM_DIR = Path("/dev/shm")
 _RUNNING: list["TritonServer"] = []
 
@@ -146,6 +151,10 @@ class TritonServer:
         self.adaptations: list[str] = []
         self._shm_prefix = f"course_{uuid.uuid4().hex[:8]}_"
         self._clients: list[Any] = []
+        # The key for load/unload, the repository index, logging, trace and shared memory. An
+        # external server (the docker stack) gets its key from TRITON_CONTROL_KEY.
+        self.control_key = (os.environ.get("TRITON_CONTROL_KEY", "") if self.external
+                            else secrets.token_urlsafe(24))
 
     # ----- addresses (tritonclient takes host:port, no scheme) --------------------------
     @property
@@ -182,6 +191,8 @@ class TritonServer:
             f"--grpc-address={LOCALHOST}", f"--grpc-port={self.ports['grpc']}",
             f"--metrics-address={LOCALHOST}", f"--metrics-port={self.ports['metrics']}",
             "--model-control-mode=explicit",
+            f"--http-restricted-api={RESTRICTED_APIS}:{CONTROL_HEADER}={self.control_key}",
+            f"--grpc-restricted-protocol={RESTRICTED_APIS}:{CONTROL_HEADER}={self.control_key}",
             "--strict-readiness=true",
             "--pinned-memory-pool-byte-size=0", "--allow-gpu-metrics=false",
             "--exit-timeout-secs=10",
@@ -193,7 +204,17 @@ class TritonServer:
         """The start command as you would type it (long paths shortened to <...>)."""
         line = shlex.join(self.command())
         return (line.replace(str(triton_install_dir()), "<pytriton>/tritonserver")
-                    .replace(str(self.work_dir), "<server dir>"))
+                    .replace(str(self.work_dir), "<server dir>").replace(self.control_key, "<key>"))
+
+    def control_headers(self, grpc: bool = False) -> dict[str, str]:
+        """The header that opens Triton's restricted APIs (load/unload, repository index, logging, trace).
+
+        Over gRPC, Triton expects the key under the name "triton-grpc-protocol-" + CONTROL_HEADER.
+        Introduced in 04_triton.
+        """
+        if not self.control_key:
+            return {}
+        return {("triton-grpc-protocol-" if grpc else "") + CONTROL_HEADER: self.control_key}
 
     # ----- lifecycle ------------------------------------------------------------------
     def start(self) -> "TritonServer":
@@ -219,8 +240,9 @@ class TritonServer:
         self._sync_repository()
         names = ["http", "grpc", "metrics"]
         self.ports = dict(zip(names, free_ports(len(names))))
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(self.command(), env=_triton_env(), cwd=self.work_dir,
+        log = os.fdopen(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
+        with log:   # umask 077: what tritonserver writes is private to you (shm regions: see load())
+            self.process = subprocess.Popen(self.command(), env=_triton_env(), cwd=self.work_dir, umask=0o077,
                                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         # tritonserver leads its own process group, with its stubs: stopped if this kernel dies.
         guard(self.process.pid, shm_prefix=self._shm_prefix)
@@ -314,7 +336,8 @@ class TritonServer:
             self.publish_model(model)
         timeout = timeout_s or self.startup_timeout_s
         try:
-            response = requests.post(f"http://{self.http_url}/v2/repository/models/{model}/load", timeout=timeout)
+            response = requests.post(f"http://{self.http_url}/v2/repository/models/{model}/load", timeout=timeout,
+                                     headers=self.control_headers())
         except requests.Timeout:
             raise ModelLoadError(f"loading {model!r} took longer than {timeout:.0f} s (a Python backend stub "
                                  f"that cannot start leaves a model loading forever).\n"
@@ -322,6 +345,9 @@ class TritonServer:
         if response.status_code != 200:
             reason = response.json().get("error", response.text)
             raise ModelLoadError(f"Triton could not load {model!r}: {reason}\n{self.log_tail(model)}")
+        for region in self.shm_regions():   # the stubs create them 0644, whatever the umask: make them private
+            with contextlib.suppress(FileNotFoundError):
+                region.chmod(0o600)
 
     def publish_model(self, model: str) -> None:
         """External mode: copy the model folder, as written, into the server's TRITON_REPOSITORY.
@@ -344,7 +370,8 @@ class TritonServer:
 
         Introduced in 04_triton.
         """
-        response = requests.post(f"http://{self.http_url}/v2/repository/models/{model}/unload", timeout=30)
+        response = requests.post(f"http://{self.http_url}/v2/repository/models/{model}/unload", timeout=30,
+                                 headers=self.control_headers())
         if response.status_code != 200:
             raise ModelLoadError(f"Triton could not unload {model!r}: {response.json().get('error', response.text)}")
         wait_until(lambda: not self.is_ready(model), 30, f"{model!r} to unload")

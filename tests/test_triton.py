@@ -121,3 +121,47 @@ def test_external_mode_copies_the_notebooks_model_folder_into_triton_repository(
     monkeypatch.setenv("TRITON_REPOSITORY", str(tmp_path / "nowhere"))
     with pytest.raises(ValueError, match="TRITON_REPOSITORY"):
         TritonServer(lesson_repo, tmp_path / "bad")
+
+
+def test_control_apis_need_the_key_on_http_and_grpc_while_inference_and_metrics_stay_open(repository, tmp_path):
+    import stat
+
+    import requests
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    repo, trained = repository
+    with TritonServer(repo, tmp_path / "secure", models=["churn"]) as server:
+        base, key = f"http://{server.http_url}", server.control_headers()
+        assert server.control_key and server.control_key not in server.command_line
+        for method, path in [("post", "/v2/repository/index"), ("post", "/v2/repository/models/churn/unload"),
+                             ("get", "/v2/logging"), ("get", "/v2/trace/setting"),
+                             ("get", "/v2/systemsharedmemory/status")]:
+            refused = getattr(requests, method)(base + path, timeout=10)
+            assert refused.status_code >= 400 and "triton-control-key" in refused.text, (path, refused.text)
+        assert requests.post(f"{base}/v2/repository/index", headers=key, timeout=10).status_code == 200
+        grpc = server.grpc_client()
+        with pytest.raises(InferenceServerException):
+            grpc.unload_model("churn")
+        assert grpc.is_model_ready("churn")
+        grpc.unload_model("churn", headers=server.control_headers(grpc=True))
+        server.load("churn")
+        x = trained.data.x_test[:2]
+        request = httpclient.InferInput("input", list(x.shape), "FP32")
+        request.set_data_from_numpy(x)
+        assert server.http_client().infer("churn", [request]).as_numpy("output").shape == (2, 2)
+        assert requests.get(server.metrics_url, timeout=10).status_code == 200
+        assert requests.get(f"{base}/v2/models/churn/config", timeout=10).status_code == 200
+        private = [server.log_path, *server.shm_regions()]
+        assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in private), {
+            str(p): oct(stat.S_IMODE(p.stat().st_mode)) for p in private}
+
+
+def test_work_folders_are_private(tmp_path, monkeypatch):
+    import stat
+
+    from course_utils.paths import work_dir
+
+    monkeypatch.setenv("COURSE_WORK_DIR", str(tmp_path / "work"))
+    folder = work_dir("04_triton")
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and stat.S_IMODE(folder.parent.stat().st_mode) == 0o700
