@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,9 @@ def grade_notebook(path: Path) -> ExerciseScore:
 
     Introduced in ex01_custom_handler.
     """
-    text = "\n".join(cell.text for cell in execute(path))
+    # Its own work folder: never the one of a kernel where the learner has this exercise open.
+    with tempfile.TemporaryDirectory(prefix="grade-") as work:
+        text = "\n".join(cell.text for cell in execute(path, env={"COURSE_WORK_DIR": work}))
     return ExerciseScore(path.stem, parse_verdicts(text))
 
 

@@ -3,6 +3,7 @@ as soon as the previous answer arrives. Used to compare server settings."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,12 +17,16 @@ from .progress import progress as progress_bar
 
 @dataclass
 class LoadResult:
-    """Latencies (ms) of successful requests, status codes of the others, and the wall time."""
+    """Latencies (ms) of successful requests, the others counted by kind, and the wall time.
+
+    `failures` maps an HTTP status (503) or a client error ("ConnectionError", "ReadTimeout")
+    to how often it happened.
+    """
 
     label: str
     concurrency: int
     latencies_ms: list[float] = field(default_factory=list)
-    failures: dict[int, int] = field(default_factory=dict)
+    failures: dict[int | str, int] = field(default_factory=dict)
     duration_s: float = 0.0
 
     @property
@@ -45,8 +50,9 @@ def run_load(send: Callable[[requests.Session], requests.Response], requests_tot
     """Send `requests_total` requests from `concurrency` clients; return latencies and errors.
 
     `send(session)` performs one request with the given session (one session per
-    client, so connections are reused) and returns the response. The loop is
-    bounded by count and by `timeout_s`.
+    client, so connections are reused) and returns the response. A request that
+    fails (an error status, a refused connection, a timeout) is counted by kind and
+    the load goes on. The loop is bounded by count and by `timeout_s`.
 
     Introduced in 03_archiving_and_deployment.
     """
@@ -61,20 +67,24 @@ def run_load(send: Callable[[requests.Session], requests.Response], requests_tot
     def client() -> None:
         with requests.Session() as session:
             for _ in range(warmup):
-                send(session)
+                with contextlib.suppress(requests.RequestException):
+                    send(session)
             while time.monotonic() < deadline:
                 with lock:
                     if remaining[0] == 0:
                         return
                     remaining[0] -= 1
                 start = time.perf_counter()
-                response = send(session)
+                try:
+                    outcome: int | str = send(session).status_code
+                except requests.RequestException as error:   # refused, reset, timed out: counted, not fatal
+                    outcome = type(error).__name__
                 elapsed = (time.perf_counter() - start) * 1000
                 with lock:
-                    if response.status_code == 200:
+                    if outcome == 200:
                         result.latencies_ms.append(elapsed)
                     else:
-                        result.failures[response.status_code] = result.failures.get(response.status_code, 0) + 1
+                        result.failures[outcome] = result.failures.get(outcome, 0) + 1
                     bar.update(1)
 
     start = time.perf_counter()

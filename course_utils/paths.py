@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -88,23 +89,63 @@ def empty_dir(path: Path) -> Path:
     return path
 
 
+OWNER_FILE = ".kernel"   # "PID START_TIME" of the process that uses a work folder
+
+
+def _start_time(pid: int) -> str | None:
+    """A process's start time in clock ticks (/proc/PID/stat), or None when it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _other_live_owner(folder: Path) -> int | None:
+    """The PID of another live process that owns `folder` (its OWNER_FILE), or None."""
+    try:
+        pid_text, started = (folder / OWNER_FILE).read_text().split()
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return None
+    return pid if pid != os.getpid() and _start_time(pid) == started else None
+
+
+def _stop_own_servers_in(folder: Path) -> None:
+    """Stop the servers this process runs from inside `folder` before the folder is emptied."""
+    for module in ("course_utils.torchserve", "course_utils.triton"):
+        loaded = sys.modules.get(module)
+        for server in list(getattr(loaded, "_RUNNING", [])):
+            if folder == server.work_dir or folder in server.work_dir.parents:
+                server.stop()
+
+
 def work_dir(name: str, clean: bool = True) -> Path:
     """Return (and create) the work folder of one notebook, e.g. work/03_archiving.
 
     With clean=True (the default) the folder is emptied first, so a rerun of the
-    notebook starts from nothing. Everything under work/ is ignored by git, and
-    work/ and the folder are private (mode 0700).
+    notebook starts from nothing; servers this kernel still runs from it are stopped
+    first. Everything under work/ is ignored by git, and work/ and the folder are
+    private (mode 0700). A folder in use by another live kernel (the same lesson open
+    twice) is refused with a message that names it: two kernels in one folder would
+    stop each other's servers.
 
     Introduced in 00_setup.
     """
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"work_dir name must be a plain folder name like '03_archiving', got {name!r}")
     path = work_root() / name
+    other = _other_live_owner(path)
+    if other is not None:
+        raise RuntimeError(f"work/{name} is in use by another running kernel (pid {other}): the same notebook is "
+                           "open twice. Shut down the other kernel (Kernel > Shut Down Kernel in its tab, or "
+                           "Running Terminals and Kernels in the left bar), then run this cell again.")
     if clean:
+        _stop_own_servers_in(path.resolve())
         empty_dir(path)
     path.mkdir(parents=True, exist_ok=True)
     for folder in (work_root(), path):
         folder.chmod(0o700)   # model stores, keys and logs: yours only
+    (path / OWNER_FILE).write_text(f"{os.getpid()} {_start_time(os.getpid())}\n")
     return path
 
 

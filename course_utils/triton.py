@@ -261,10 +261,20 @@ class TritonServer:
         if self.process is not None and self.process.poll() is not None:
             raise RuntimeError(f"tritonserver exited with code {self.process.returncode} during start.\n"
                                f"{self.log_tail()}")
+        if self.process is not None and not self._listens_itself():
+            return False   # whatever answers on the port now is not this process (another server?)
         try:
             return requests.get(f"http://{self.http_url}/v2/health/live", timeout=5).status_code == 200
         except requests.RequestException:  # not listening yet, or too busy to answer in time
             return False
+
+    def _listens_itself(self) -> bool:
+        """True when this tritonserver process holds the listening socket of its HTTP port."""
+        try:
+            sockets = psutil.Process(self.process.pid).net_connections(kind="tcp")
+        except psutil.NoSuchProcess:
+            return False
+        return any(c.status == psutil.CONN_LISTEN and c.laddr.port == self.ports["http"] for c in sockets)
 
     def stop(self) -> None:
         """Close clients, stop tritonserver (SIGTERM, then kill), remove its stubs and shm regions.

@@ -165,3 +165,19 @@ def test_work_folders_are_private(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_WORK_DIR", str(tmp_path / "work"))
     folder = work_dir("04_triton")
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and stat.S_IMODE(folder.parent.stat().st_mode) == 0o700
+
+
+def test_a_port_held_by_another_server_is_named_and_never_used(repository, tmp_path, monkeypatch):
+    import time
+
+    import course_utils.triton as triton
+
+    repo, _ = repository
+    with TritonServer(repo, tmp_path / "first") as first:
+        taken = [first.ports["http"], first.ports["grpc"], first.ports["metrics"]]
+        monkeypatch.setattr(triton, "free_ports", lambda count: taken[:count])
+        began = time.monotonic()
+        with pytest.raises(RuntimeError, match="tritonserver exited with code") as raised:
+            TritonServer(repo, tmp_path / "second").start()
+        assert time.monotonic() - began < 15 and "address" in str(raised.value).lower()
+        assert first.is_ready("churn") is False and first.pids(), "the first server is untouched"

@@ -62,3 +62,37 @@ def test_a_killed_kernel_leaves_no_server_behind_within_seconds(how, churn_files
     assert not leftovers(), f"left {seconds:.1f} s after {how.name}: {leftovers()}"
     assert seconds < 10, f"servers took {seconds:.1f} s to go"
     print(f"\nno server process left {seconds:.1f} s after {how.name} to the kernel")
+
+
+def test_the_same_lesson_in_a_second_kernel_stops_at_once_naming_the_first(tmp_path, monkeypatch):
+    from course_utils.paths import work_dir
+
+    monkeypatch.setenv("COURSE_WORK_DIR", str(tmp_path))
+    first = subprocess.Popen([sys.executable, "-c", "import time; from course_utils.paths import work_dir; "
+                              "work_dir('02_handlers'); print('ready', flush=True); time.sleep(60)"],
+                             stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    try:
+        assert first.stdout.readline().strip() == "ready"
+        (tmp_path / "02_handlers" / "answer.txt").write_text("the first kernel's file")
+        with pytest.raises(RuntimeError, match=rf"in use by another running kernel \(pid {first.pid}\)"):
+            work_dir("02_handlers")
+        assert (tmp_path / "02_handlers" / "answer.txt").exists(), "the first kernel's folder was touched"
+    finally:
+        first.kill()
+        first.wait()
+    assert work_dir("02_handlers").is_dir(), "once the first kernel is gone, the folder is free"
+
+
+def test_rerunning_work_dir_stops_this_kernels_server_in_that_folder_first(churn_files, tmp_path, monkeypatch):
+    from course_utils.paths import work_dir
+    from course_utils.torchserve import TorchServe
+
+    monkeypatch.setenv("COURSE_WORK_DIR", str(tmp_path / "work"))
+    work = work_dir("03_archiving")
+    archive_model("churn", churn_files["model"], churn_files["handler"], work / "store",
+                  extra_files=[churn_files["base"], churn_files["labels"]])
+    server = TorchServe(work / "store", work / "server", models=["churn.mar"]).start()
+    pids = server.pids()
+    assert work_dir("03_archiving") == work
+    assert not alive(pids) and server.process is None, "the rerun must stop the server before emptying its folder"
+    assert sorted(p.name for p in work.iterdir()) == [".kernel"]
