@@ -41,7 +41,7 @@ from .external_torchserve import external_torchserve, register_archives, unregis
 from .paths import RESOURCES_DIR, replace_symlink, short_temp_dir, short_temp_dir_base, socket_path_problem
 from .ports import LOCALHOST, free_ports, wait_until
 from .tools import tool, tool_env
-from .watchdog import guard, release
+from .watchdog import guard, release, stop_in_parallel
 
 _RUNNING: list["TorchServe"] = []
 MAX_REQUEST_BYTES = 1_048_576
@@ -443,8 +443,7 @@ def stop_all() -> None:
 
     Introduced in 01_torchserve_architecture.
     """
-    for server in list(_RUNNING):
-        server.stop()
+    stop_in_parallel(list(_RUNNING))
 
 
 atexit.register(stop_all)

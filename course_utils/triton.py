@@ -47,7 +47,7 @@ import requests
 from .paths import replace_symlink
 from .ports import LOCALHOST, free_ports, wait_until
 from .tools import tool_env
-from .watchdog import guard, release
+from .watchdog import guard, release, stop_in_parallel
 
 TRITON_URL_ENV = "TRITON_URL"
 # Triton's restricted APIs: these need the header CONTROL_HEADER with this server's key.
@@ -432,8 +432,7 @@ def stop_all_triton() -> None:
 
     Introduced in 04_triton.
     """
-    for server in list(_RUNNING):
-        server.stop()
+    stop_in_parallel(list(_RUNNING))
 
 
 atexit.register(stop_all_triton)

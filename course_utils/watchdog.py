@@ -8,18 +8,20 @@ own (so that closing a cell's terminal does not kill them), and would live on.
 So the first server a process starts also starts this watchdog: a small separate process that
 checks twice a second whether its kernel is still alive. The kernel keeps a registry file,
 one entry per running server (its process group, shared-memory prefix, temp folder). When the
-kernel is gone, the watchdog stops every registered process group (SIGTERM, then SIGKILL after
-3 s), removes their shared-memory regions and temp folders, deletes the registry and exits.
+kernel is gone, the watchdog stops the server processes (java, workers, tritonserver, stubs) of
+every registered process group (SIGTERM, then SIGKILL after 3 s), removes their shared-memory regions
+and temp folders, deletes the registry and exits. The first server of a later kernel also sweeps up
+after kernels whose watchdog could not run.
 
 Run by guard(), as: python -m course_utils.watchdog KERNEL_PID KERNEL_START_TIME REGISTRY
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -45,6 +47,30 @@ def _read(registry: Path) -> dict[str, dict]:
         return {}
 
 
+def sweep_orphans() -> list[Path]:
+    """Clean up after kernels that died while their watchdog could not (a reboot, a killed watchdog).
+
+    Course machinery: not used in lessons.
+    """
+    swept = []
+    for registry in Path(tempfile.gettempdir()).glob("course-servers-*.json"):
+        pid = int(registry.stem.rsplit("-", 1)[1])
+        if pid != os.getpid() and not _pid_exists(pid):
+            clean_up(registry)
+            swept.append(registry)
+    return swept
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # someone else's process: alive, and not ours to judge
+        return True
+
+
 def _write(registry: Path, entries: dict[str, dict]) -> None:
     fresh = registry.with_suffix(".tmp")
     fresh.write_text(json.dumps(entries))
@@ -58,6 +84,8 @@ def guard(process_group: int, shm_prefix: str = "", tmp_dir: str | Path = "") ->
     Course machinery: not used in lessons.
     """
     global _watchdog
+    if _watchdog is None:
+        sweep_orphans()
     registry = registry_path()
     entries = _read(registry)
     entries[str(process_group)] = {"shm_prefix": shm_prefix, "tmp_dir": str(tmp_dir)}
@@ -70,6 +98,19 @@ def guard(process_group: int, shm_prefix: str = "", tmp_dir: str | Path = "") ->
             [sys.executable, "-m", "course_utils.watchdog", str(os.getpid()), repr(started), str(registry)],
             start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1])
+
+
+def stop_in_parallel(servers: list) -> None:
+    """Stop servers at the same time (each stop waits seconds for its process): at kernel exit,
+    Jupyter allows 2.5 s before SIGTERM, and anything still running then is the watchdog's.
+
+    Course machinery: not used in lessons.
+    """
+    if servers:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(servers)) as pool:
+            list(pool.map(lambda server: server.stop(), servers))
 
 
 def release(process_group: int) -> None:
@@ -93,12 +134,27 @@ def _alive(pid: int, started: float) -> bool:
         return False
 
 
-def _group_alive(group: int) -> bool:
-    try:
-        os.killpg(group, 0)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
+SERVER_MARKERS = ("org.pytorch.serve.ModelServer", "model_service_worker", "tritonserver",
+                  "triton_python_backend_stub")
+
+
+def _server_processes(group: int) -> list:
+    """The server processes (java, workers, tritonserver, stubs) still in a process group.
+
+    Checking the command line as well as the group means a reused group number never
+    gets an unrelated program killed.
+    """
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if (os.getpgid(process.pid) == group
+                    and any(m in " ".join(process.info["cmdline"] or []) for m in SERVER_MARKERS)):
+                found.append(process)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return found
 
 
 def clean_up(registry: Path) -> None:
@@ -106,16 +162,18 @@ def clean_up(registry: Path) -> None:
 
     Course machinery: not used in lessons.
     """
+    import psutil
+
     entries = _read(registry)
-    for group in map(int, entries):
-        if _group_alive(group):
-            os.killpg(group, signal.SIGTERM)
-    deadline = time.monotonic() + 3
-    while any(_group_alive(g) for g in map(int, entries)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    for group in map(int, entries):
-        if _group_alive(group):
-            os.killpg(group, signal.SIGKILL)
+    servers = [p for group in map(int, entries) for p in _server_processes(group)]
+    for process in servers:
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
+    _, alive = psutil.wait_procs(servers, timeout=3)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(alive, timeout=3)
     for entry in entries.values():
         if entry.get("shm_prefix") and SHM_DIR.is_dir():
             for region in SHM_DIR.glob(f"{entry['shm_prefix']}*"):

@@ -96,3 +96,23 @@ def test_rerunning_work_dir_stops_this_kernels_server_in_that_folder_first(churn
     assert work_dir("03_archiving") == work
     assert not alive(pids) and server.process is None, "the rerun must stop the server before emptying its folder"
     assert sorted(p.name for p in work.iterdir()) == [".kernel"]
+
+
+def test_a_registry_left_by_a_dead_kernel_is_swept_without_touching_other_processes(tmp_path, monkeypatch):
+    from course_utils import watchdog
+
+    monkeypatch.setattr(watchdog.tempfile, "gettempdir", lambda: str(tmp_path))
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    leftover = tmp_path / "left_by_the_dead_kernel"
+    leftover.mkdir()
+    registry = watchdog.registry_path(dead.pid)
+    registry.write_text(json.dumps({str(bystander.pid): {"shm_prefix": "", "tmp_dir": str(leftover)}}))
+    try:
+        assert watchdog.sweep_orphans() == [registry]
+        assert not registry.exists() and not leftover.exists()
+        assert bystander.poll() is None, "a process group that holds no server is never killed"
+    finally:
+        bystander.kill()
+        bystander.wait()
