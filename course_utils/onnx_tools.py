@@ -18,7 +18,8 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path,
 
     Uses torch.onnx.export's current (dynamo) exporter: `dynamic_shapes` marks
     dimension 0 of the input as the batch, and external_data=False keeps the weights
-    inside the .onnx file (Triton expects one model.onnx).
+    inside the .onnx file (Triton expects one model.onnx). The exporter's debug notes,
+    which hold your file paths, are stripped (strip_debug_metadata).
 
     Introduced in 04_triton.
     """
@@ -29,7 +30,31 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path,
     with quiet_exporter():
         torch.onnx.export(model, (example,), str(path), input_names=[input_name], output_names=[output_name],
                           dynamic_shapes=({0: batch},), external_data=False, dynamo=True, verbose=False)
-    return path
+    return strip_debug_metadata(path)
+
+
+def strip_debug_metadata(path: Path) -> Path:
+    """Remove the exporter's per-node debug notes (Python stack traces with your file paths) from an ONNX file.
+
+    The dynamo exporter records, for every node, the Python source line it came from
+    (`pkg.torch.onnx.stack_trace`, with absolute paths). They leak where your code lives
+    and make the file's size depend on it; the model computes the same without them.
+
+    Introduced in 04_triton.
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    graphs = [model.graph] + [f for f in model.functions]
+    while graphs:
+        graph = graphs.pop()
+        for node in graph.node:
+            del node.metadata_props[:]
+            graphs += [attribute.g for attribute in node.attribute if attribute.HasField("g")]
+            graphs += list(node.attribute[i].graphs[j] for i in range(len(node.attribute))
+                           for j in range(len(node.attribute[i].graphs)))
+    onnx.save(model, str(path))
+    return Path(path)
 
 
 @contextlib.contextmanager

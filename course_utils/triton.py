@@ -386,6 +386,41 @@ class TritonServer:
             raise ModelLoadError(f"Triton could not unload {model!r}: {response.json().get('error', response.text)}")
         wait_until(lambda: not self.is_ready(model), 30, f"{model!r} to unload")
 
+    def dead_stubs(self) -> dict[str, str]:
+        """Python-backend models with fewer live stub processes than instances: {model: what to do}.
+
+        tritonserver 2.51 does not restart a stub that died (killed, out of memory): the model
+        stays READY and every request routed to that instance fails. {} when all is well.
+        Introduced in 04_triton.
+        """
+        if self.process is None or self.process.poll() is not None:
+            return {}
+        live: dict[str, int] = {}
+        for child in psutil.Process(self.process.pid).children(recursive=True):
+            try:
+                command = child.cmdline() if child.status() != psutil.STATUS_ZOMBIE else []
+            except psutil.Error:
+                continue
+            if command and command[0].endswith("triton_python_backend_stub"):
+                model = Path(command[1]).parent.parent.name   # .../<model>/<version>/model.py
+                live[model] = live.get(model, 0) + 1
+        base = f"http://{self.http_url}"
+        index = requests.post(f"{base}/v2/repository/index", headers=self.control_headers(), timeout=10).json()
+        versions: dict[str, int] = {}
+        for entry in index:
+            if entry.get("state") == "READY":
+                versions[entry["name"]] = versions.get(entry["name"], 0) + 1
+        problems = {}
+        for model, count in versions.items():
+            config = requests.get(f"{base}/v2/models/{model}/config", timeout=10).json()
+            if config.get("backend") != "python":
+                continue
+            expected = count * sum(int(group.get("count", 1)) for group in config.get("instance_group", [{}]))
+            if live.get(model, 0) < expected:
+                problems[model] = (f"{live.get(model, 0)} of {expected} Python-backend stub processes are alive; "
+                                   f"requests routed to a dead one fail. Reload the model: server.load({model!r})")
+        return problems
+
     def is_ready(self, model: str, version: str = "") -> bool:
         """True when `model` (a version of it, if given) answers ready.
 

@@ -78,6 +78,7 @@ def test_external_mode_uses_triton_url_and_launches_nothing(repository, tmp_path
     repo, _ = repository
     with TritonServer(repo, tmp_path / "embedded", models=["churn"]) as embedded:
         monkeypatch.setenv("TRITON_URL", embedded.http_url)
+        monkeypatch.setenv("TRITON_CONTROL_KEY", embedded.control_key)   # the stack's TRITON_CONTROL_KEY
         monkeypatch.setenv("TRITON_GRPC_URL", embedded.grpc_url)
         monkeypatch.setenv("TRITON_METRICS_URL", embedded.metrics_url.removesuffix("/metrics"))
         external = TritonServer(repo, tmp_path / "external")
@@ -111,6 +112,7 @@ def test_external_mode_copies_the_notebooks_model_folder_into_triton_repository(
     write_pipeline_steps(lesson_repo, train_digit_cnn(epochs=1).model)
     with TritonServer(empty, tmp_path / "embedded") as embedded:
         monkeypatch.setenv("TRITON_URL", embedded.http_url)
+        monkeypatch.setenv("TRITON_CONTROL_KEY", embedded.control_key)   # the stack's TRITON_CONTROL_KEY
         monkeypatch.setenv("TRITON_REPOSITORY", str(embedded.served_repository))
         with TritonServer(lesson_repo, tmp_path / "external", models=["preprocess"]) as external:
             assert external.pids() == []
@@ -181,3 +183,40 @@ def test_a_port_held_by_another_server_is_named_and_never_used(repository, tmp_p
             TritonServer(repo, tmp_path / "second").start()
         assert time.monotonic() - began < 15 and "address" in str(raised.value).lower()
         assert first.is_ready("churn") is False and first.pids(), "the first server is untouched"
+
+
+def test_a_dead_stub_is_detected_and_a_reload_recovers(repository, tmp_path):
+    import time
+
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    repo, trained = repository
+    with TritonServer(repo, tmp_path / "stubs", models=["churn"]) as server:
+        client = server.http_client()
+        x = trained.data.x_test[:1]
+
+        def answered(times: int) -> int:
+            ok = 0
+            for _ in range(times):
+                request = httpclient.InferInput("input", list(x.shape), "FP32")
+                request.set_data_from_numpy(x)
+                try:
+                    client.infer("churn", [request])
+                    ok += 1
+                except InferenceServerException:
+                    pass
+            return ok
+
+        assert server.dead_stubs() == {} and answered(4) == 4
+        stub = next(p for p in psutil.Process(server.pids()[0]).children() if "churn_0_0" in " ".join(p.cmdline()))
+        stub.kill()   # tritonserver does not reap it at once: it stays a zombie
+        for _ in range(50):
+            if not stub.is_running() or stub.status() == psutil.STATUS_ZOMBIE:
+                break
+            time.sleep(0.1)
+        assert server.is_ready("churn"), "Triton still calls the model READY"
+        assert answered(8) < 8, "requests routed to the dead instance fail"
+        assert "1 of 2 Python-backend stub processes are alive" in server.dead_stubs()["churn"]
+        server.load("churn")
+        assert server.dead_stubs() == {} and answered(8) == 8
