@@ -92,12 +92,19 @@ def empty_dir(path: Path) -> Path:
 OWNER_FILE = ".kernel"   # "PID START_TIME" of the process that uses a work folder
 
 
-def _start_time(pid: int) -> str | None:
-    """A process's start time in clock ticks (/proc/PID/stat), or None when it is gone."""
+def process_start_ticks(pid: int) -> str | None:
+    """A live process's start time in clock ticks since boot (/proc/PID/stat), or None.
+
+    None when the process is gone, is a zombie, or the system has no /proc. Unlike a
+    wall-clock start time, it does not move when the clock is adjusted.
+
+    Course machinery: not used in lessons.
+    """
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
+    return None if fields[0] == "Z" else fields[19]
 
 
 def _other_live_owner(folder: Path) -> int | None:
@@ -107,7 +114,7 @@ def _other_live_owner(folder: Path) -> int | None:
         pid = int(pid_text)
     except (OSError, ValueError):
         return None
-    return pid if pid != os.getpid() and _start_time(pid) == started else None
+    return pid if pid != os.getpid() and process_start_ticks(pid) == started else None
 
 
 def _stop_own_servers_in(folder: Path) -> None:
@@ -143,9 +150,10 @@ def work_dir(name: str, clean: bool = True) -> Path:
         _stop_own_servers_in(path.resolve())
         empty_dir(path)
     path.mkdir(parents=True, exist_ok=True)
-    for folder in (work_root(), path):
-        folder.chmod(0o700)   # model stores, keys and logs: yours only
-    (path / OWNER_FILE).write_text(f"{os.getpid()} {_start_time(os.getpid())}\n")
+    # Model stores, keys and logs: yours only. A COURSE_WORK_DIR you chose keeps its own mode.
+    for folder in (path, *([work_root()] if work_root() == REPO_ROOT / "work" else [])):
+        folder.chmod(0o700)
+    (path / OWNER_FILE).write_text(f"{os.getpid()} {process_start_ticks(os.getpid())}\n")
     return path
 
 

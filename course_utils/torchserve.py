@@ -23,6 +23,7 @@ registered on that server instead, see `course_utils/external_torchserve.py`.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import re
@@ -31,7 +32,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import psutil
 import requests
@@ -100,6 +101,7 @@ class TorchServe:
         self.external = external_torchserve()   # TORCHSERVE_URL set: use that server, start nothing
         self._registered: list[tuple[str, str]] = []
         self._tmp: Path | None = None   # the short private TMPDIR, created at launch
+        self._group: int | None = None   # java's process group, registered with the watchdog
 
     # ----- addresses ---------------------------------------------------------------
     def _address(self, api: str, scheme: str = "http://") -> str:
@@ -237,7 +239,8 @@ class TorchServe:
                 self.process = wait_until(self._java_process, 30, "the TorchServe java frontend to start",
                                           on_timeout=self.log_tail)
                 # java and its workers share the launcher's process group: stopped if this kernel dies.
-                guard(os.getpgid(self.process.pid), tmp_dir=self.tmp_dir)
+                self._group = os.getpgid(self.process.pid)
+                guard(self._group, tmp_dir=self.tmp_dir)
             if self.token_auth:
                 wait_until(self._read_keys, 60, f"the key file {self.key_file}", on_timeout=self.log_tail)
             wait_until(self._frontend_answers, self.startup_timeout_s, f"TorchServe at {self.inference_url} to answer",
@@ -341,18 +344,44 @@ class TorchServe:
 
         Introduced in 01_torchserve_architecture.
         """
+        self.begin_stop()()
+
+    def begin_stop(self) -> Callable[[], None]:
+        """Ask the server to stop without waiting; return the call that waits and cleans up.
+
+        stop_in_parallel() begins every server's stop first and then waits, so stopping
+        several servers takes seconds in all, not seconds each.
+        """
         if self in _RUNNING:
             _RUNNING.remove(self)
         if self.external:
             registered, self._registered = self._registered, []
-            unregister_archives(self, registered)
-            return
+            return lambda: unregister_archives(self, registered)
         process, self.process = self.process, None
         if process is None:
             process = self._pid_file_process()
-        if process is not None:
-            self._stop_process(process)
-        self._remove_tmp()
+        if process is None:
+            return self._remove_tmp
+        try:
+            children = process.children(recursive=True)
+        except psutil.NoSuchProcess:
+            children = []
+        stopper = subprocess.Popen([tool("torchserve"), "--stop"], cwd=self.work_dir, env=self._env(),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def finish() -> None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                stopper.wait(timeout=30)
+            _, alive = psutil.wait_procs([process, *children], timeout=20)
+            for leftover in alive:
+                leftover.kill()
+            psutil.wait_procs(alive, timeout=5)
+            if self._group is not None:
+                release(self._group)
+                self._group = None
+            self._remove_tmp()
+
+        return finish
 
     def _remove_tmp(self) -> None:
         """Delete the short TMPDIR (found through work_dir/tmp after a kernel restart) and the link."""
@@ -363,22 +392,6 @@ class TorchServe:
         if link.is_symlink():
             link.unlink()
         self._tmp = None
-
-    def _stop_process(self, process: psutil.Process) -> None:
-        """`torchserve --stop` (run with this server's TMPDIR), then kill what is left of java and its workers."""
-        try:
-            children = process.children(recursive=True)
-            group = os.getpgid(process.pid)
-        except (psutil.NoSuchProcess, ProcessLookupError):
-            children, group = [], None
-        subprocess.run([tool("torchserve"), "--stop"], cwd=self.work_dir, env=self._env(),
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-        _, alive = psutil.wait_procs([process, *children], timeout=20)
-        for leftover in alive:
-            leftover.kill()
-        psutil.wait_procs(alive, timeout=5)
-        if group is not None:
-            release(group)
 
     def _pid_file_process(self) -> psutil.Process | None:
         try:

@@ -39,7 +39,7 @@ import sysconfig
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import psutil
 import requests
@@ -204,7 +204,7 @@ class TritonServer:
         """The start command as you would type it (long paths shortened to <...>)."""
         line = shlex.join(self.command())
         return (line.replace(str(triton_install_dir()), "<pytriton>/tritonserver")
-                    .replace(str(self.work_dir), "<server dir>").replace(self.control_key, "<key>"))
+                    .replace(str(self.work_dir), "<server dir>").replace(self.control_key or "\0", "<key>"))
 
     def control_headers(self, grpc: bool = False) -> dict[str, str]:
         """The header that opens Triton's restricted APIs (load/unload, repository index, logging, trace).
@@ -281,6 +281,10 @@ class TritonServer:
 
         Introduced in 04_triton.
         """
+        self.begin_stop()()
+
+    def begin_stop(self) -> Callable[[], None]:
+        """Send tritonserver SIGTERM without waiting; return the call that waits and cleans up."""
         if self in _RUNNING:
             _RUNNING.remove(self)
         for client in self._clients:
@@ -291,25 +295,29 @@ class TritonServer:
         self._clients.clear()
         process, self.process = self.process, None
         if process is None:
-            return
+            return lambda: None
         try:
             children = psutil.Process(process.pid).children(recursive=True)
         except psutil.NoSuchProcess:
             children = []
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
+
+        def finish() -> None:
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=5)
-        _, alive = psutil.wait_procs(children, timeout=10)
-        for leftover in alive:
-            leftover.kill()
-        psutil.wait_procs(alive, timeout=5)
-        for region in self.shm_regions():
-            region.unlink(missing_ok=True)
-        release(process.pid)
+            _, alive = psutil.wait_procs(children, timeout=10)
+            for leftover in alive:
+                leftover.kill()
+            psutil.wait_procs(alive, timeout=5)
+            for region in self.shm_regions():
+                region.unlink(missing_ok=True)
+            release(process.pid)
+
+        return finish
 
     def shm_regions(self) -> list[Path]:
         """Shared-memory files this server's Python-backend stubs created in /dev/shm."""
@@ -396,7 +404,11 @@ class TritonServer:
         if self.process is None or self.process.poll() is not None:
             return {}
         live: dict[str, int] = {}
-        for child in psutil.Process(self.process.pid).children(recursive=True):
+        try:
+            children = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return {}
+        for child in children:
             try:
                 command = child.cmdline() if child.status() != psutil.STATUS_ZOMBIE else []
             except psutil.Error:
@@ -405,7 +417,10 @@ class TritonServer:
                 model = Path(command[1]).parent.parent.name   # .../<model>/<version>/model.py
                 live[model] = live.get(model, 0) + 1
         base = f"http://{self.http_url}"
-        index = requests.post(f"{base}/v2/repository/index", headers=self.control_headers(), timeout=10).json()
+        reply = requests.post(f"{base}/v2/repository/index", headers=self.control_headers(), timeout=10)
+        if reply.status_code != 200:
+            raise RuntimeError(f"Triton refused the repository index ({reply.status_code}): {reply.text}")
+        index = reply.json()
         versions: dict[str, int] = {}
         for entry in index:
             if entry.get("state") == "READY":

@@ -6,14 +6,14 @@ hooks only 2.5 s before Jupyter sends SIGTERM. The servers run in process sessio
 own (so that closing a cell's terminal does not kill them), and would live on.
 
 So the first server a process starts also starts this watchdog: a small separate process that
-checks twice a second whether its kernel is still alive. The kernel keeps a registry file,
-one entry per running server (its process group, shared-memory prefix, temp folder). When the
-kernel is gone, the watchdog stops the server processes (java, workers, tritonserver, stubs) of
-every registered process group (SIGTERM, then SIGKILL after 3 s), removes their shared-memory regions
-and temp folders, deletes the registry and exits. The first server of a later kernel also sweeps up
-after kernels whose watchdog could not run.
+checks twice a second whether its kernel is still alive. The kernel keeps a registry file in a
+private folder, one entry per running server (its process group, shared-memory prefix, temp
+folder). When the kernel is gone, the watchdog stops the server processes (java, workers,
+tritonserver, stubs) of every registered process group (SIGTERM, then SIGKILL after 3 s),
+removes their shared-memory regions and temp folders, deletes the registry and exits. The first
+server of a later kernel also sweeps up after kernels whose watchdog could not run.
 
-Run by guard(), as: python -m course_utils.watchdog KERNEL_PID KERNEL_START_TIME REGISTRY
+Run by guard(), as: python -m course_utils.watchdog KERNEL_PID KERNEL_START_TICKS REGISTRY
 """
 
 from __future__ import annotations
@@ -21,15 +21,36 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
+
+from .paths import process_start_ticks, short_temp_dir_base
 
 SHM_DIR = Path("/dev/shm")
+SERVER_MARKERS = ("org.pytorch.serve.ModelServer", "model_service_worker", "tritonserver",
+                  "triton_python_backend_stub")
+SHM_PREFIX = re.compile(r"^course_[0-9a-f]{8}_$")
 _watchdog: subprocess.Popen | None = None
+_lock = threading.Lock()
+
+
+def registry_dir() -> Path:
+    """This user's private folder of registries (mode 0700), one file per kernel.
+
+    Course machinery: not used in lessons.
+    """
+    folder = Path(tempfile.gettempdir()) / f"course-servers-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    if folder.stat().st_uid != os.getuid() or folder.is_symlink():
+        raise PermissionError(f"{folder} belongs to another user; set TMPDIR to a folder of your own")
+    return folder
 
 
 def registry_path(pid: int | None = None) -> Path:
@@ -37,45 +58,22 @@ def registry_path(pid: int | None = None) -> Path:
 
     Course machinery: not used in lessons.
     """
-    return Path(tempfile.gettempdir()) / f"course-servers-{pid or os.getpid()}.json"
+    return registry_dir() / f"{pid or os.getpid()}.json"
 
 
 def _read(registry: Path) -> dict[str, dict]:
     try:
-        return json.loads(registry.read_text())
+        entries = json.loads(registry.read_text())
     except (OSError, ValueError):
         return {}
-
-
-def sweep_orphans() -> list[Path]:
-    """Clean up after kernels that died while their watchdog could not (a reboot, a killed watchdog).
-
-    Course machinery: not used in lessons.
-    """
-    swept = []
-    for registry in Path(tempfile.gettempdir()).glob("course-servers-*.json"):
-        pid = int(registry.stem.rsplit("-", 1)[1])
-        if pid != os.getpid() and not _pid_exists(pid):
-            clean_up(registry)
-            swept.append(registry)
-    return swept
-
-
-def _pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:   # someone else's process: alive, and not ours to judge
-        return True
+    return entries if isinstance(entries, dict) else {}
 
 
 def _write(registry: Path, entries: dict[str, dict]) -> None:
-    fresh = registry.with_suffix(".tmp")
-    fresh.write_text(json.dumps(entries))
-    fresh.chmod(0o600)
-    fresh.replace(registry)
+    handle, fresh = tempfile.mkstemp(dir=registry.parent, prefix=".new-")   # private, and unique per writer
+    with os.fdopen(handle, "w") as file:
+        json.dump(entries, file)
+    os.replace(fresh, registry)
 
 
 def guard(process_group: int, shm_prefix: str = "", tmp_dir: str | Path = "") -> None:
@@ -84,33 +82,22 @@ def guard(process_group: int, shm_prefix: str = "", tmp_dir: str | Path = "") ->
     Course machinery: not used in lessons.
     """
     global _watchdog
-    if _watchdog is None:
-        sweep_orphans()
-    registry = registry_path()
-    entries = _read(registry)
-    entries[str(process_group)] = {"shm_prefix": shm_prefix, "tmp_dir": str(tmp_dir)}
-    _write(registry, entries)
-    if _watchdog is None or _watchdog.poll() is not None:
-        import psutil
-
-        started = psutil.Process().create_time()
-        _watchdog = subprocess.Popen(
-            [sys.executable, "-m", "course_utils.watchdog", str(os.getpid()), repr(started), str(registry)],
-            start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1])
-
-
-def stop_in_parallel(servers: list) -> None:
-    """Stop servers at the same time (each stop waits seconds for its process): at kernel exit,
-    Jupyter allows 2.5 s before SIGTERM, and anything still running then is the watchdog's.
-
-    Course machinery: not used in lessons.
-    """
-    if servers:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(len(servers)) as pool:
-            list(pool.map(lambda server: server.stop(), servers))
+    if process_start_ticks(os.getpid()) is None:
+        return   # no /proc (not Linux): no watchdog; the atexit hooks still stop servers on a normal exit
+    with _lock:
+        first = _watchdog is None
+        if first:
+            sweep_orphans()
+        registry = registry_path()
+        entries = {} if first else _read(registry)   # a new process never inherits a dead one's file
+        entries[str(process_group)] = {"shm_prefix": shm_prefix, "tmp_dir": str(tmp_dir)}
+        _write(registry, entries)
+        if first or _watchdog.poll() is not None:
+            _watchdog = subprocess.Popen(
+                [sys.executable, "-m", "course_utils.watchdog", str(os.getpid()), str(process_start_ticks(os.getpid())),
+                 str(registry)],
+                start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1])
 
 
 def release(process_group: int) -> None:
@@ -118,24 +105,34 @@ def release(process_group: int) -> None:
 
     Course machinery: not used in lessons.
     """
-    registry = registry_path()
-    entries = _read(registry)
-    if entries.pop(str(process_group), None) is not None:
-        _write(registry, entries)
+    with _lock:
+        registry = registry_path()
+        entries = _read(registry)
+        if entries.pop(str(process_group), None) is not None:
+            _write(registry, entries)
 
 
-def _alive(pid: int, started: float) -> bool:
-    import psutil
+def stop_in_parallel(servers: list[Any]) -> None:
+    """Stop servers together: ask each to stop first, then wait for all (no threads, so it works at exit).
 
-    try:
-        process = psutil.Process(pid)
-        return abs(process.create_time() - started) < 0.01 and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+    At kernel exit Jupyter allows 2.5 s before SIGTERM; whatever still runs then is the watchdog's.
+    Course machinery: not used in lessons.
+    """
+    for finish in [server.begin_stop() for server in servers]:
+        finish()
 
 
-SERVER_MARKERS = ("org.pytorch.serve.ModelServer", "model_service_worker", "tritonserver",
-                  "triton_python_backend_stub")
+def sweep_orphans() -> list[Path]:
+    """Clean up after this user's kernels that died while their watchdog could not run.
+
+    Course machinery: not used in lessons.
+    """
+    swept = []
+    for registry in registry_dir().glob("*.json"):
+        if registry.stem.isdigit() and int(registry.stem) != os.getpid() and process_start_ticks(int(registry.stem)) is None:
+            clean_up(registry)
+            swept.append(registry)
+    return swept
 
 
 def _server_processes(group: int) -> list:
@@ -147,12 +144,12 @@ def _server_processes(group: int) -> list:
     import psutil
 
     found = []
-    for process in psutil.process_iter(["cmdline"]):
+    for process in psutil.process_iter(["cmdline", "uids"]):
         try:
-            if (os.getpgid(process.pid) == group
+            if (os.getpgid(process.pid) == group and process.info["uids"].real == os.getuid()
                     and any(m in " ".join(process.info["cmdline"] or []) for m in SERVER_MARKERS)):
                 found.append(process)
-        except (ProcessLookupError, psutil.Error):
+        except (ProcessLookupError, psutil.Error, AttributeError):
             continue
     return found
 
@@ -160,12 +157,15 @@ def _server_processes(group: int) -> list:
 def clean_up(registry: Path) -> None:
     """Stop every server in `registry` and remove what it leaves (the dead kernel's estate).
 
+    Only this user's server processes, the course's shm prefixes and short temp folders
+    are touched, whatever the file says.
+
     Course machinery: not used in lessons.
     """
     import psutil
 
     entries = _read(registry)
-    servers = [p for group in map(int, entries) for p in _server_processes(group)]
+    servers = [p for group in entries if group.isdigit() for p in _server_processes(int(group))]
     for process in servers:
         with contextlib.suppress(psutil.Error):
             process.terminate()
@@ -175,20 +175,22 @@ def clean_up(registry: Path) -> None:
             process.kill()
     psutil.wait_procs(alive, timeout=3)
     for entry in entries.values():
-        if entry.get("shm_prefix") and SHM_DIR.is_dir():
-            for region in SHM_DIR.glob(f"{entry['shm_prefix']}*"):
-                region.unlink(missing_ok=True)
-        if entry.get("tmp_dir"):
-            shutil.rmtree(entry["tmp_dir"], ignore_errors=True)
+        prefix, tmp = str(entry.get("shm_prefix", "")), Path(str(entry.get("tmp_dir", "") or "/"))
+        if SHM_PREFIX.match(prefix) and SHM_DIR.is_dir():
+            for region in SHM_DIR.glob(f"{prefix}*"):
+                with contextlib.suppress(OSError):
+                    region.unlink()
+        if tmp.name.startswith("ts-") and tmp.parent == short_temp_dir_base():
+            shutil.rmtree(tmp, ignore_errors=True)
     registry.unlink(missing_ok=True)
 
 
-def _main(kernel_pid: int, kernel_started: float, registry: Path) -> None:
-    """Wait for the kernel to die, then clean up after it."""
-    while _alive(kernel_pid, kernel_started):
+def _main(kernel_pid: int, kernel_started: str, registry: Path) -> None:
+    """Wait for the kernel to die (gone, or its PID reused), then clean up after it."""
+    while process_start_ticks(kernel_pid) == kernel_started:
         time.sleep(0.5)
     clean_up(registry)
 
 
 if __name__ == "__main__":
-    _main(int(sys.argv[1]), float(sys.argv[2]), Path(sys.argv[3]))
+    _main(int(sys.argv[1]), sys.argv[2], Path(sys.argv[3]))

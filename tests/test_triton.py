@@ -164,9 +164,11 @@ def test_work_folders_are_private(tmp_path, monkeypatch):
 
     from course_utils.paths import work_dir
 
+    (tmp_path / "work").mkdir(mode=0o755)
     monkeypatch.setenv("COURSE_WORK_DIR", str(tmp_path / "work"))
     folder = work_dir("04_triton")
-    assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and stat.S_IMODE(folder.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE(folder.parent.stat().st_mode) == 0o755, "a COURSE_WORK_DIR you chose keeps its mode"
 
 
 def test_a_port_held_by_another_server_is_named_and_never_used(repository, tmp_path, monkeypatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +29,8 @@ ts = TorchServe(store, work + "/ts", models=["churn.mar"]).start()
 triton = TritonServer(repo, work + "/triton", models=["preprocess"]).start()
 print(json.dumps({"pids": ts.pids() + triton.pids(), "shm": [str(r) for r in triton.shm_regions()],
                   "tmp": str(ts.tmp_dir)}), flush=True)
+if sys.argv[4] == "exit":
+    sys.exit(0)   # a normal end: the atexit hooks stop both servers
 time.sleep(600)
 """
 
@@ -36,32 +39,38 @@ def alive(pids: list[int]) -> list[int]:
     return [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
 
 
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["kill -9", "SIGTERM (Jupyter's restart)"])
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM, None],
+                         ids=["kill -9", "SIGTERM (Jupyter's restart)", "normal exit"])
 def test_a_killed_kernel_leaves_no_server_behind_within_seconds(how, churn_files, tmp_path):
     store = tmp_path / "store"
     archive_model("churn", churn_files["model"], churn_files["handler"], store,
                   extra_files=[churn_files["base"], churn_files["labels"]])
     write_pipeline_steps(tmp_path / "repo", train_digit_cnn(epochs=1).model)
-    kernel = subprocess.Popen([sys.executable, "-c", KERNEL, str(store), str(tmp_path / "repo"), str(tmp_path)],
-                              stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    kernel = subprocess.Popen([sys.executable, "-c", KERNEL, str(store), str(tmp_path / "repo"), str(tmp_path),
+                               "exit" if how is None else "wait"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, cwd=Path(__file__).resolve().parents[1])
     try:
         started = json.loads(kernel.stdout.readline())
     except json.JSONDecodeError:
         kernel.kill()
         raise
     assert len(alive(started["pids"])) >= 4 and started["shm"], started   # java, worker, tritonserver, stub
-    os.kill(kernel.pid, how)
     killed = time.monotonic()
+    if how is not None:
+        os.kill(kernel.pid, how)
     kernel.wait()
+    errors = kernel.stderr.read()
+    assert "Traceback" not in errors, errors
     def leftovers() -> list:
         return [*alive(started["pids"]), *[r for r in [*started["shm"], started["tmp"]] if Path(r).exists()]]
 
     while leftovers() and time.monotonic() - killed < 30:
         time.sleep(0.2)
     seconds = time.monotonic() - killed
-    assert not leftovers(), f"left {seconds:.1f} s after {how.name}: {leftovers()}"
+    name = how.name if how else "a normal exit"
+    assert not leftovers(), f"left {seconds:.1f} s after {name}: {leftovers()}"
     assert seconds < 10, f"servers took {seconds:.1f} s to go"
-    print(f"\nno server process left {seconds:.1f} s after {how.name} to the kernel")
+    print(f"\nno server process left {seconds:.1f} s after {name} of the kernel")
 
 
 def test_the_same_lesson_in_a_second_kernel_stops_at_once_naming_the_first(tmp_path, monkeypatch):
@@ -100,19 +109,23 @@ def test_rerunning_work_dir_stops_this_kernels_server_in_that_folder_first(churn
 
 def test_a_registry_left_by_a_dead_kernel_is_swept_without_touching_other_processes(tmp_path, monkeypatch):
     from course_utils import watchdog
+    from course_utils.paths import short_temp_dir
 
     monkeypatch.setattr(watchdog.tempfile, "gettempdir", lambda: str(tmp_path))
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    leftover = tmp_path / "left_by_the_dead_kernel"
-    leftover.mkdir()
+    leftover, not_ours = short_temp_dir("ts-"), tmp_path / "someone_elses_folder"
+    not_ours.mkdir()
     registry = watchdog.registry_path(dead.pid)
-    registry.write_text(json.dumps({str(bystander.pid): {"shm_prefix": "", "tmp_dir": str(leftover)}}))
+    registry.write_text(json.dumps({str(bystander.pid): {"shm_prefix": "", "tmp_dir": str(leftover)},
+                                    "1": {"shm_prefix": "../etc", "tmp_dir": str(not_ours)}}))
     try:
         assert watchdog.sweep_orphans() == [registry]
         assert not registry.exists() and not leftover.exists()
+        assert not_ours.exists(), "only the course's own short temp folders are ever removed"
         assert bystander.poll() is None, "a process group that holds no server is never killed"
     finally:
         bystander.kill()
         bystander.wait()
+        shutil.rmtree(leftover, ignore_errors=True)

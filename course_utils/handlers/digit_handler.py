@@ -53,7 +53,7 @@ class DigitHandler(BatchSafeHandler):
     def _open_image(data: bytes) -> Image.Image:
         """Decode one image, refusing oversized ones and decompression bombs (PNG, zTXt, iCCP)."""
         try:
-            image = Image.open(io.BytesIO(data))   # reads the header only
+            image = Image.open(io.BytesIO(data), formats=["PNG", "JPEG"])   # reads the header only
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise BadRequest(f"image is {width}x{height} = {width * height} pixels; at most {MAX_PIXELS} "

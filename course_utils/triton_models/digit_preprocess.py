@@ -20,7 +20,7 @@ MAX_PIXELS = 4_000_000   # refuse larger images from their header, before decodi
 def decode(data: bytes) -> np.ndarray:
     """One encoded image -> float32 array of shape (1, 8, 8) in [0, 1]; ValueError names a bad input."""
     try:
-        image = Image.open(io.BytesIO(data))   # reads the header only
+        image = Image.open(io.BytesIO(data), formats=["PNG", "JPEG"])   # reads the header only
         width, height = image.size
         if width * height <= MAX_PIXELS:
             image.load()
@@ -37,6 +37,12 @@ def decode(data: bytes) -> np.ndarray:
     return (np.asarray(gray, dtype=np.float32) / 255.0)[None, :, :]
 
 
+def error_response(message: str, code: int) -> "pb_utils.InferenceResponse":
+    """An error answer for one request, its message one ASCII line."""
+    line = " ".join(message.split()).encode("ascii", "backslashreplace").decode("ascii")[:300]
+    return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(line, code))
+
+
 class TritonPythonModel:
     def execute(self, requests):
         responses = []
@@ -46,8 +52,11 @@ class TritonPythonModel:
                 pixels = np.stack([decode(bytes(item)) for item in encoded])
             except ValueError as error:
                 # INVALID_ARG: the client's input is wrong, so HTTP 400 (not 500) for this request only.
-                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(
-                    str(error).encode("ascii", "backslashreplace").decode("ascii"), pb_utils.TritonError.INVALID_ARG)))
+                responses.append(error_response(str(error), pb_utils.TritonError.INVALID_ARG))
+                continue
+            except Exception as error:   # noqa: BLE001 - an image Pillow chokes on fails this request only
+                responses.append(error_response(f"could not decode IMAGE_BYTES ({type(error).__name__}: {error})",
+                                                pb_utils.TritonError.INTERNAL))
                 continue
             responses.append(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("PIXELS", pixels)]))
         return responses
