@@ -64,6 +64,15 @@ def short_temp_dir_base() -> Path:
     return Path(base).resolve()
 
 
+def is_short_temp_dir(path: Path, prefix: str) -> bool:
+    """True when `path` is a folder short_temp_dir(prefix) would make (safe to delete as ours).
+
+    Course machinery: not used in lessons.
+    """
+    path = Path(path)
+    return path.name.startswith(prefix) and path.parent == short_temp_dir_base()
+
+
 def socket_path_problem(folder: Path, name: str) -> str:
     """A one-line reason why a Unix socket `name` cannot live in `folder`, or "" if it can.
 

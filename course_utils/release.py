@@ -79,6 +79,14 @@ def student_copy(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
 MANIFEST = ".released.json"
 
 
+def fresh_copy(solution_path: Path) -> str:
+    """The text of the student copy that release writes for one solution notebook.
+
+    Course machinery: not used in lessons.
+    """
+    return as_text(student_copy(nbformat.read(solution_path, as_version=4)))
+
+
 def digest(text: str) -> str:
     """SHA-256 of a notebook's text.
 
@@ -119,7 +127,7 @@ def release(solutions_dir: Path = SOLUTIONS_DIR, exercises_dir: Path = EXERCISES
     written, kept, digests = [], [], {}
     for solution_path in sorted(solutions_dir.glob("ex*.ipynb")):
         target = exercises_dir / solution_path.name
-        fresh = as_text(student_copy(nbformat.read(solution_path, as_version=4)))
+        fresh = fresh_copy(solution_path)
         digests[target.name] = digest(fresh)
         if target.exists() and target.read_text(encoding="utf-8") == fresh:
             continue
@@ -153,7 +161,7 @@ def reset_exercise(name: str, solutions_dir: Path = SOLUTIONS_DIR,
         known = ", ".join(p.name.split("_")[0] for p in sorted(solutions_dir.glob("ex*.ipynb")))
         raise ValueError(f"no single exercise named {name!r}; choose one of: {known} (e.g. EX=ex01)")
     target = exercises_dir / matches[0].name
-    fresh = as_text(student_copy(nbformat.read(matches[0], as_version=4)))
+    fresh = fresh_copy(matches[0])
     backup = None
     if target.exists() and target.read_text(encoding="utf-8") != fresh:
         backup_dir().mkdir(exist_ok=True)
@@ -184,7 +192,7 @@ def stale_exercises(solutions_dir: Path = SOLUTIONS_DIR, exercises_dir: Path = E
     problems = []
     expected = {p.name for p in solutions_dir.glob("ex*.ipynb")}
     for name in sorted(expected):
-        fresh = as_text(student_copy(nbformat.read(solutions_dir / name, as_version=4)))
+        fresh = fresh_copy(solutions_dir / name)
         if digests.get(name) != digest(fresh):
             problems.append(f"{name}: solutions/ changed since the last release")
         elif strict and not (exercises_dir / name).exists():

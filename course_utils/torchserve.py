@@ -39,7 +39,7 @@ import requests
 
 from .archiver import archive_contents
 from .external_torchserve import external_torchserve, register_archives, unregister_archives
-from .paths import RESOURCES_DIR, replace_symlink, short_temp_dir, short_temp_dir_base, socket_path_problem
+from .paths import RESOURCES_DIR, is_short_temp_dir, replace_symlink, short_temp_dir, socket_path_problem
 from .ports import LOCALHOST, free_ports, wait_until
 from .tools import tool, tool_env
 from .watchdog import guard, release, stop_in_parallel
@@ -387,7 +387,7 @@ class TorchServe:
         """Delete the short TMPDIR (found through work_dir/tmp after a kernel restart) and the link."""
         link = self.work_dir / "tmp"
         target = self._tmp or (link.resolve() if link.is_symlink() else None)
-        if target is not None and target.name.startswith("ts-") and target.parent == short_temp_dir_base():
+        if target is not None and is_short_temp_dir(target, "ts-"):
             shutil.rmtree(target, ignore_errors=True)
         if link.is_symlink():
             link.unlink()

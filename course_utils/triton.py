@@ -296,10 +296,7 @@ class TritonServer:
         process, self.process = self.process, None
         if process is None:
             return lambda: None
-        try:
-            children = psutil.Process(process.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            children = []
+        children = _children(process.pid)
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
 
@@ -327,10 +324,7 @@ class TritonServer:
         """PIDs of tritonserver and its stub processes (to check that stop() cleaned up)."""
         if self.process is None or self.process.poll() is not None:
             return []
-        try:
-            return [self.process.pid, *[c.pid for c in psutil.Process(self.process.pid).children(recursive=True)]]
-        except psutil.NoSuchProcess:
-            return []
+        return [self.process.pid, *[c.pid for c in _children(self.process.pid)]]
 
     def __enter__(self) -> "TritonServer":
         return self.start()
@@ -404,11 +398,7 @@ class TritonServer:
         if self.process is None or self.process.poll() is not None:
             return {}
         live: dict[str, int] = {}
-        try:
-            children = psutil.Process(self.process.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            return {}
-        for child in children:
+        for child in _children(self.process.pid):
             try:
                 command = child.cmdline() if child.status() != psutil.STATUS_ZOMBIE else []
             except psutil.Error:
@@ -475,6 +465,14 @@ class TritonServer:
             return f"(no log at {self.log_path} yet)"
         text = [line for line in self.log_path.read_text(errors="replace").splitlines() if grep in line]
         return f"--- last lines of {self.log_path.name} ---\n" + "\n".join(text[-lines:])
+
+
+def _children(pid: int) -> list[psutil.Process]:
+    """tritonserver's child processes (its Python-backend stubs), or [] once it is gone."""
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
 
 
 def stop_all_triton() -> None:

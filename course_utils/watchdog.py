@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .paths import process_start_ticks, short_temp_dir_base
+from .paths import is_short_temp_dir, process_start_ticks
 
 SHM_DIR = Path("/dev/shm")
 SERVER_MARKERS = ("org.pytorch.serve.ModelServer", "model_service_worker", "tritonserver",
@@ -180,7 +180,7 @@ def clean_up(registry: Path) -> None:
             for region in SHM_DIR.glob(f"{prefix}*"):
                 with contextlib.suppress(OSError):
                     region.unlink()
-        if tmp.name.startswith("ts-") and tmp.parent == short_temp_dir_base():
+        if is_short_temp_dir(tmp, "ts-"):
             shutil.rmtree(tmp, ignore_errors=True)
     registry.unlink(missing_ok=True)
 
