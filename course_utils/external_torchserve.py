@@ -25,14 +25,27 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Mapping, Protocol
 
 import requests
 
-if TYPE_CHECKING:
-    from .torchserve import TorchServe
+from .lifecycle import address_from_env
 
 TORCHSERVE_URL_ENV = "TORCHSERVE_URL"
+
+
+class RegistersArchives(Protocol):
+    """What these functions need from a server object (a course_utils.torchserve.TorchServe)."""
+
+    external: dict[str, str] | None
+    model_store: Path
+    workflow_store: Path | None
+    settings: Mapping[str, Any]
+    management_url: str
+
+    def headers(self, api: str) -> dict[str, str]: ...
+
+    def archived_models(self) -> list[tuple[str, str, str]]: ...
 
 
 def external_torchserve() -> dict[str, str] | None:
@@ -40,14 +53,11 @@ def external_torchserve() -> dict[str, str] | None:
 
     Introduced in 01_torchserve_architecture.
     """
-    url = os.environ.get(TORCHSERVE_URL_ENV, "").strip().rstrip("/")
-    if not url:
+    address = address_from_env(TORCHSERVE_URL_ENV, "http://localhost:8080", scheme_required=True)
+    if address is None:
         return None
-    scheme, _, host_port = url.partition("://")
-    host, _, port = host_port.rpartition(":")
-    if scheme not in ("http", "https") or not host or not port.isdigit():
-        raise ValueError(f"{TORCHSERVE_URL_ENV}={url!r} is not http://host:port; set it like "
-                         "TORCHSERVE_URL=http://localhost:8080")
+    scheme, host, port = address
+    url = f"{scheme}://{host}:{port}"
     store = os.environ.get("TORCHSERVE_MODEL_STORE", "").strip()
     if not store or not Path(store).is_dir():
         raise ValueError(f"{TORCHSERVE_URL_ENV} is set, but TORCHSERVE_MODEL_STORE={store!r} is not a folder: set it to "
@@ -55,8 +65,8 @@ def external_torchserve() -> dict[str, str] | None:
     grpc = os.environ.get("TORCHSERVE_GRPC_URL", f"{host}:7070").split("://")[-1]
     grpc_host, _, grpc_port = grpc.rpartition(":")
     return {"inference": url,
-            "management": os.environ.get("TORCHSERVE_MANAGEMENT_URL", f"{scheme}://{host}:{int(port) + 1}").rstrip("/"),
-            "metrics": os.environ.get("TORCHSERVE_METRICS_URL", f"{scheme}://{host}:{int(port) + 2}").rstrip("/"),
+            "management": os.environ.get("TORCHSERVE_MANAGEMENT_URL", f"{scheme}://{host}:{port + 1}").rstrip("/"),
+            "metrics": os.environ.get("TORCHSERVE_METRICS_URL", f"{scheme}://{host}:{port + 2}").rstrip("/"),
             "grpc_inference": grpc,
             "grpc_management": os.environ.get("TORCHSERVE_GRPC_MANAGEMENT_URL", f"{grpc_host}:{int(grpc_port) + 1}"),
             "key_file": os.environ.get("TORCHSERVE_KEY_FILE", "").strip(), "model_store": store,
@@ -64,7 +74,7 @@ def external_torchserve() -> dict[str, str] | None:
             "workflow_store": os.environ.get("TORCHSERVE_WORKFLOW_STORE", "").strip()}
 
 
-def register_archives(server: "TorchServe") -> list[tuple[str, str]]:
+def register_archives(server: RegistersArchives) -> list[tuple[str, str]]:
     """Mirror the lesson's archives into the external model store, register `server.models`; return (name, version) pairs.
 
     A version left registered by an earlier run is replaced. Introduced in 01_torchserve_architecture.
@@ -99,7 +109,7 @@ def register_archives(server: "TorchServe") -> list[tuple[str, str]]:
     return registered
 
 
-def unregister_archives(server: "TorchServe", registered: list[tuple[str, str]]) -> None:
+def unregister_archives(server: RegistersArchives, registered: list[tuple[str, str]]) -> None:
     """Unregister every version of the registered models, and the lesson's workflows; the server keeps running.
 
     Introduced in 01_torchserve_architecture.

@@ -126,15 +126,6 @@ def _other_live_owner(folder: Path) -> int | None:
     return pid if pid != os.getpid() and process_start_ticks(pid) == started else None
 
 
-def _stop_own_servers_in(folder: Path) -> None:
-    """Stop the servers this process runs from inside `folder` before the folder is emptied."""
-    for module in ("course_utils.torchserve", "course_utils.triton"):
-        loaded = sys.modules.get(module)
-        for server in list(getattr(loaded, "_RUNNING", [])):
-            if folder == server.work_dir or folder in server.work_dir.parents:
-                server.stop()
-
-
 def work_dir(name: str, clean: bool = True) -> Path:
     """Return (and create) the work folder of one notebook, e.g. work/03_archiving.
 
@@ -156,7 +147,9 @@ def work_dir(name: str, clean: bool = True) -> Path:
                            "open twice. Shut down the other kernel (Kernel > Shut Down Kernel in its tab, or "
                            "Running Terminals and Kernels in the left bar), then run this cell again.")
     if clean:
-        _stop_own_servers_in(path.resolve())
+        lifecycle = sys.modules.get("course_utils.lifecycle")   # imported once this kernel has created a server
+        if lifecycle is not None:
+            lifecycle.stop_servers_in(path)   # never delete the folder of a live server
         empty_dir(path)
     path.mkdir(parents=True, exist_ok=True)
     # Model stores, keys and logs: yours only. A COURSE_WORK_DIR you chose keeps its own mode.

@@ -17,12 +17,13 @@ module does for you (the lessons show each piece once):
   also when the kernel exits.
 
 With TORCHSERVE_URL set (the GPU docker stack), nothing is started: the archives are
-registered on that server instead, see `course_utils/external_torchserve.py`.
+registered on that server instead, see `course_utils/external_torchserve.py`. Start, stop,
+the registry of running servers and errors that name their cause are the same for every
+server: `course_utils/lifecycle.py`.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
 import os
@@ -39,12 +40,11 @@ import requests
 
 from .archiver import archive_contents
 from .external_torchserve import external_torchserve, register_archives, unregister_archives
-from .paths import RESOURCES_DIR, is_short_temp_dir, replace_symlink, short_temp_dir, socket_path_problem
+from .lifecycle import Server, end_processes, owns_port
+from .paths import REPO_ROOT, RESOURCES_DIR, is_short_temp_dir, replace_symlink, short_temp_dir, socket_path_problem
 from .ports import LOCALHOST, free_ports, wait_until
 from .tools import tool, tool_env
-from .watchdog import guard, release, stop_in_parallel
 
-_RUNNING: list["TorchServe"] = []
 MAX_REQUEST_BYTES = 1_048_576
 
 
@@ -64,8 +64,8 @@ class ModelSettings:
                 "responseTimeout": self.response_timeout_s}
 
 
-@dataclass
-class TorchServe:
+@dataclass(eq=False)
+class TorchServe(Server):
     """A real TorchServe process with its own folder, free localhost ports and auth keys.
 
     Use it as a context manager (`with TorchServe(...) as ts:`) or call start()/stop().
@@ -84,6 +84,7 @@ class TorchServe:
     workflow_store: Path | None = None
     extra_config: Mapping[str, str] = field(default_factory=dict)
     startup_timeout_s: float = 120.0
+    kind = "TorchServe"
 
     def __post_init__(self) -> None:
         self.model_store = Path(self.model_store).resolve()
@@ -99,36 +100,31 @@ class TorchServe:
         self.process: psutil.Process | None = None
         self._keys: dict[str, str] = {}
         self.external = external_torchserve()   # TORCHSERVE_URL set: use that server, start nothing
+        # Where each API listens: the external server's addresses, or (once launched) our ports.
+        self.addresses: dict[str, str] = dict(self.external or {})
         self._registered: list[tuple[str, str]] = []
         self._tmp: Path | None = None   # the short private TMPDIR, created at launch
-        self._group: int | None = None   # java's process group, registered with the watchdog
 
     # ----- addresses ---------------------------------------------------------------
-    def _address(self, api: str, scheme: str = "http://") -> str:
-        """Where `api` listens: the external server's address, or this server's localhost port."""
-        if self.external:
-            return self.external[api]
-        return f"{scheme}{LOCALHOST}:{self.ports[api]}"
-
     @property
     def inference_url(self) -> str:
-        return self._address("inference")
+        return self.addresses["inference"]
 
     @property
     def management_url(self) -> str:
-        return self._address("management")
+        return self.addresses["management"]
 
     @property
     def metrics_url(self) -> str:
-        return self._address("metrics")
+        return self.addresses["metrics"]
 
     @property
     def grpc_inference_target(self) -> str:
-        return self._address("grpc_inference", scheme="")
+        return self.addresses["grpc_inference"]
 
     @property
     def grpc_management_target(self) -> str:
-        return self._address("grpc_management", scheme="")
+        return self.addresses["grpc_management"]
 
     @property
     def config_path(self) -> Path:
@@ -136,9 +132,8 @@ class TorchServe:
 
     @property
     def log_dir(self) -> Path:
-        if self.external and self.external["log_dir"]:
-            return Path(self.external["log_dir"])   # the stack's logs, shared through work/
-        return self.work_dir / "logs"
+        """Where the logs are: logs/ in work_dir, or the stack's logs (TORCHSERVE_LOG_DIR, shared through work/)."""
+        return Path(self.addresses.get("log_dir") or self.work_dir / "logs")
 
     @property
     def tmp_dir(self) -> Path:
@@ -152,10 +147,11 @@ class TorchServe:
     # ----- configuration -----------------------------------------------------------
     def config(self) -> dict[str, str]:
         """The config.properties entries this server starts with, key by key."""
+        local = f"http://{LOCALHOST}"
         entries = {
-            "inference_address": self.inference_url,
-            "management_address": self.management_url,
-            "metrics_address": self.metrics_url,
+            "inference_address": f"{local}:{self.ports['inference']}",
+            "management_address": f"{local}:{self.ports['management']}",
+            "metrics_address": f"{local}:{self.ports['metrics']}",
             "grpc_inference_address": LOCALHOST,
             "grpc_inference_port": str(self.ports["grpc_inference"]),
             "grpc_management_address": LOCALHOST,
@@ -227,32 +223,40 @@ class TorchServe:
         return tool_env(TMPDIR=tmp, TEMP=tmp, TMP=tmp,
                         LOG_LOCATION=str(self.log_dir), METRICS_LOCATION=str(self.log_dir))
 
-    # ----- lifecycle ---------------------------------------------------------------
-    def start(self) -> "TorchServe":
-        """Run `torchserve --start` (or attach to TORCHSERVE_URL) and wait until every model is READY."""
-        if self.process is not None or self._registered:
-            raise RuntimeError("this TorchServe is already running; call stop() first")
-        _RUNNING.append(self)
-        try:
-            if not self.external:
-                self._launch()
-                self.process = wait_until(self._java_process, 30, "the TorchServe java frontend to start",
-                                          on_timeout=self.log_tail)
-                # java and its workers share the launcher's process group: stopped if this kernel dies.
-                self._group = os.getpgid(self.process.pid)
-                guard(self._group, tmp_dir=self.tmp_dir)
-            if self.token_auth:
-                wait_until(self._read_keys, 60, f"the key file {self.key_file}", on_timeout=self.log_tail)
-            wait_until(self._frontend_answers, self.startup_timeout_s, f"TorchServe at {self.inference_url} to answer",
-                       on_timeout=self.log_tail)
-            if self.external:
-                self._registered = register_archives(self)
-            for name, version, _ in self.archived_models():
-                self.wait_model_ready(name, version=version)
-        except BaseException:
-            self.stop()
-            raise
-        return self
+    def describe(self) -> str:
+        """How this server runs: the command line and config.properties, or the external server's address.
+
+        Paths are shortened: <server dir> is work_dir, <model store> the model store, <repo> the course.
+        """
+        if self.external:
+            return (f"using the external TorchServe at {self.inference_url} "
+                    "(the GPU docker stack: its settings are in docker/torchserve/config.properties)")
+        text = f"ran: {self.command_line}\n{self.config_path.read_text()}"
+        for path, shown in [(self.model_store, "<model store>"), (self.work_dir, "<server dir>"),
+                            (REPO_ROOT, "<repo>")]:
+            text = text.replace(str(path), shown)
+        return text
+
+    # ----- lifecycle (start() and stop() come from lifecycle.Server) -----------------
+    def _attach(self) -> None:
+        """TORCHSERVE_URL: wait for the external server, then register this lesson's archives on it."""
+        self._wait_answers()
+        self._registered = register_archives(self)
+
+    def _detach(self) -> Callable[[], None]:
+        registered, self._registered = self._registered, []
+        return lambda: unregister_archives(self, registered)
+
+    def _load_models(self) -> None:
+        for name, version, _ in self.archived_models():
+            self.wait_model_ready(name, version=version)
+
+    def _wait_answers(self) -> None:
+        """Wait for the key file (token auth), then for the management API to answer."""
+        if self.token_auth:
+            wait_until(self._read_keys, 60, f"the key file {self.key_file}", on_timeout=self.log_tail)
+        wait_until(self._frontend_answers, self.startup_timeout_s, f"TorchServe at {self.inference_url} to answer",
+                   on_timeout=self.log_tail)
 
     def _launch(self) -> None:
         """Write config.properties into work_dir and run `torchserve --start` there (it returns at once)."""
@@ -261,6 +265,9 @@ class TorchServe:
         self.key_file.unlink(missing_ok=True)
         names = ["inference", "management", "metrics", "grpc_inference", "grpc_management", "workers"]
         self.ports = dict(zip(names, free_ports(len(names))))
+        self.addresses = {name: f"http://{LOCALHOST}:{port}" for name, port in self.ports.items()}
+        self.addresses.update(grpc_inference=f"{LOCALHOST}:{self.ports['grpc_inference']}",
+                              grpc_management=f"{LOCALHOST}:{self.ports['grpc_management']}")
         self._tmp = short_temp_dir("ts-")
         replace_symlink(self.work_dir / "tmp", self._tmp)
         # Worker sockets are TMPDIR/.ts.sock.<port>, one port per worker from initial_worker_port.
@@ -275,13 +282,16 @@ class TorchServe:
             # umask 077: key_file.json, logs and unpacked models are readable by you only.
             subprocess.run([tool("torchserve"), *self.command()[1:]], cwd=self.work_dir, env=self._env(), umask=0o077,
                            stdout=launcher_log, stderr=subprocess.STDOUT, start_new_session=True, check=False)
+        self.process = wait_until(self._java_process, 30, "the TorchServe java frontend to start",
+                                  on_timeout=self.log_tail)
+        # java and its workers share the launcher's process group: stopped if this kernel dies.
+        self._guard(os.getpgid(self.process.pid), tmp_dir=self.tmp_dir)
+        self._wait_answers()
 
     @property
     def key_file(self) -> Path:
         """The key_file.json this server wrote (in work_dir; on the docker stack, TORCHSERVE_KEY_FILE)."""
-        if self.external:
-            return Path(self.external["key_file"])
-        return self.work_dir / "key_file.json"
+        return Path(self.addresses.get("key_file") or self.work_dir / "key_file.json")
 
     def _java_process(self) -> psutil.Process | None:
         pid_file = self.tmp_dir / ".model_server.pid"
@@ -306,16 +316,26 @@ class TorchServe:
         return True
 
     def _frontend_answers(self) -> bool:
-        self._check_alive()
+        self.check()
+        if self.process is not None and not owns_port(self.process.pid, self.ports["management"]):
+            return False   # whatever answers on the port now is not our java (another server?)
         try:
             requests.get(f"{self.management_url}/models", headers=self.headers("management"), timeout=5)
             return True
         except requests.RequestException:  # not listening yet, or too busy to answer in time
             return False
 
-    def _check_alive(self) -> None:
-        if self.process is not None and not self.process.is_running():
-            raise RuntimeError(f"TorchServe's java process died.\n{self.log_tail()}")
+    def _process_alive(self) -> bool:
+        try:
+            return self.process is not None and self.process.is_running() and self.process.status() != "zombie"
+        except psutil.NoSuchProcess:
+            return False
+
+    def _logs(self) -> list[Path]:
+        return [self.log_dir / name for name in ("launcher.log", "ts_log.log", "model_log.log")]
+
+    def _folders(self) -> list[Path]:
+        return [self.work_dir, self.tmp_dir]
 
     def wait_model_ready(self, model: str, timeout_s: float | None = None, version: str | None = None) -> dict:
         """Wait until `model` has at least one worker with status READY; return its description.
@@ -325,7 +345,7 @@ class TorchServe:
         url = f"{self.management_url}/models/{model}" + (f"/{version}" if version else "")
 
         def ready() -> dict | None:
-            self._check_alive()
+            self.check()
             try:
                 response = requests.get(url, headers=self.headers("management"), timeout=10)
             except requests.Timeout:  # a busy machine; ask again until the deadline
@@ -339,24 +359,8 @@ class TorchServe:
         return wait_until(ready, timeout_s or self.startup_timeout_s, f"a READY worker for model {model!r}",
                           on_timeout=lambda: self.log_tail("model_log.log"))
 
-    def stop(self) -> None:
-        """Run `torchserve --stop`, then make sure java and all of its workers have exited.
-
-        Introduced in 01_torchserve_architecture.
-        """
-        self.begin_stop()()
-
-    def begin_stop(self) -> Callable[[], None]:
-        """Ask the server to stop without waiting; return the call that waits and cleans up.
-
-        stop_in_parallel() begins every server's stop first and then waits, so stopping
-        several servers takes seconds in all, not seconds each.
-        """
-        if self in _RUNNING:
-            _RUNNING.remove(self)
-        if self.external:
-            registered, self._registered = self._registered, []
-            return lambda: unregister_archives(self, registered)
+    def _terminate(self) -> Callable[[], None]:
+        """Run `torchserve --stop` without waiting; return the call that waits for java and every worker."""
         process, self.process = self.process, None
         if process is None:
             process = self._pid_file_process()
@@ -372,13 +376,7 @@ class TorchServe:
         def finish() -> None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 stopper.wait(timeout=30)
-            _, alive = psutil.wait_procs([process, *children], timeout=20)
-            for leftover in alive:
-                leftover.kill()
-            psutil.wait_procs(alive, timeout=5)
-            if self._group is not None:
-                release(self._group)
-                self._group = None
+            end_processes([process, *children], timeout_s=20)
             self._remove_tmp()
 
         return finish
@@ -398,12 +396,6 @@ class TorchServe:
             return self._java_process()
         except RuntimeError:
             return None
-
-    def __enter__(self) -> "TorchServe":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # ----- talking to it -------------------------------------------------------------
     def reload_keys(self) -> None:
@@ -449,17 +441,6 @@ class TorchServe:
                 text = path.read_text(errors="replace").splitlines()[-lines:]
                 parts.append(f"--- last lines of {path} ---\n" + "\n".join(text))
         return "\n".join(parts) or f"(no logs in {self.log_dir} yet)"
-
-
-def stop_all() -> None:
-    """Stop every TorchServe this Python process started (runs at interpreter exit).
-
-    Introduced in 01_torchserve_architecture.
-    """
-    stop_in_parallel(list(_RUNNING))
-
-
-atexit.register(stop_all)
 
 
 def wait_for_workers(server: TorchServe, model: str, count: int, timeout_s: float = 60) -> list[dict]:

@@ -22,11 +22,13 @@ talks to that server (the GPU docker stack). With TRITON_REPOSITORY set to the e
 server's model repository (a folder this machine can write; the stack mounts work/),
 load() first copies the model folder the notebook wrote into it, unchanged: the real
 onnxruntime, pytorch and TensorRT backends serve it as written.
+
+Start, stop, the registry of running servers and errors that name their cause are the same
+for every server: `course_utils/lifecycle.py`.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import secrets
@@ -44,17 +46,16 @@ from typing import Any, Callable, Sequence
 import psutil
 import requests
 
+from .lifecycle import Server, address_from_env, children_of, end_processes, owns_port
 from .paths import replace_symlink
 from .ports import LOCALHOST, free_ports, wait_until
 from .tools import tool_env
-from .watchdog import guard, release, stop_in_parallel
 
 TRITON_URL_ENV = "TRITON_URL"
 # Triton's restricted APIs: these need the header CONTROL_HEADER with this server's key.
 CONTROL_HEADER = "triton-control-key"
 RESTRICTED_APIS = "model-repository,shared-memory,logging,trace"
 SHM_DIR = Path("/dev/shm")
-_RUNNING: list["TritonServer"] = []
 
 
 class ModelLoadError(RuntimeError):
@@ -107,24 +108,21 @@ def _triton_env() -> dict[str, str]:
 
 def _external_triton_urls() -> dict[str, str] | None:
     """HTTP, gRPC and metrics addresses of an external server from TRITON_URL, or None."""
-    url = os.environ.get(TRITON_URL_ENV, "").strip()
-    if not url:
+    address = address_from_env(TRITON_URL_ENV, "localhost:8000", scheme_required=False)
+    if address is None:
         return None
-    host_port = url.split("://", 1)[-1].rstrip("/")
-    host, _, port = host_port.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"{TRITON_URL_ENV}={url!r} is not host:port; set it like TRITON_URL=localhost:8000")
-    metrics = os.environ.get("TRITON_METRICS_URL", f"{host}:{int(port) + 2}")
+    _, host, port = address
+    metrics = os.environ.get("TRITON_METRICS_URL", f"{host}:{port + 2}")
     repository = os.environ.get("TRITON_REPOSITORY", "").strip()
     if repository and not Path(repository).is_dir():
         raise ValueError(f"TRITON_REPOSITORY={repository!r} is not a folder: set it to the external server's "
                          "--model-repository as this machine sees it, or unset it")
-    return {"http": host_port, "grpc": os.environ.get("TRITON_GRPC_URL", f"{host}:{int(port) + 1}"),
+    return {"http": f"{host}:{port}", "grpc": os.environ.get("TRITON_GRPC_URL", f"{host}:{port + 1}"),
             "metrics": metrics.split("://", 1)[-1].rstrip("/"), "repository": repository}
 
 
-@dataclass
-class TritonServer:
+@dataclass(eq=False)
+class TritonServer(Server):
     """A real tritonserver on 127.0.0.1 (or the external server named by TRITON_URL).
 
     `repository` is the model repository you write (production configs); `models`
@@ -139,6 +137,7 @@ class TritonServer:
     startup_timeout_s: float = 120.0
     extra_args: Sequence[str] = ()
     process: subprocess.Popen | None = field(default=None, init=False, repr=False)
+    kind = "Triton"
 
     def __post_init__(self) -> None:
         self.repository = Path(self.repository).resolve()
@@ -148,6 +147,10 @@ class TritonServer:
                                     "write a model folder (config.pbtxt + 1/) into it")
         self.external = _external_triton_urls()
         self.ports: dict[str, int] = {}
+        # host:port of each endpoint: the external server's, or (once launched) our ports.
+        self.addresses: dict[str, str] = dict(self.external or {})
+        if self.external and not self.external["repository"]:
+            self.addresses["repository"] = str(self.repository)   # it reads the repository you write
         self.adaptations: list[str] = []
         self._shm_prefix = f"course_{uuid.uuid4().hex[:8]}_"
         self._clients: list[Any] = []
@@ -159,21 +162,20 @@ class TritonServer:
     # ----- addresses (tritonclient takes host:port, no scheme) --------------------------
     @property
     def http_url(self) -> str:
-        return self.external["http"] if self.external else f"{LOCALHOST}:{self.ports['http']}"
+        return self.addresses["http"]
 
     @property
     def grpc_url(self) -> str:
-        return self.external["grpc"] if self.external else f"{LOCALHOST}:{self.ports['grpc']}"
+        return self.addresses["grpc"]
 
     @property
     def metrics_url(self) -> str:
-        host = self.external["metrics"] if self.external else f"{LOCALHOST}:{self.ports['metrics']}"
-        return f"http://{host}/metrics"
+        return f"http://{self.addresses['metrics']}/metrics"
 
     @property
     def served_repository(self) -> Path:
-        """The folder tritonserver reads: a serving copy of `repository` (embedded mode)."""
-        return self.repository if self.external else self.work_dir / "served_repository"
+        """The folder tritonserver reads: a serving copy of `repository` (embedded), or TRITON_REPOSITORY."""
+        return Path(self.addresses.get("repository") or self.work_dir / "served_repository")
 
     @property
     def log_path(self) -> Path:
@@ -216,87 +218,92 @@ class TritonServer:
             return {}
         return {("triton-grpc-protocol-" if grpc else "") + CONTROL_HEADER: self.control_key}
 
-    # ----- lifecycle ------------------------------------------------------------------
-    def start(self) -> "TritonServer":
-        """Start tritonserver (embedded) or check the external one, then load `models`."""
-        if self.process is not None:
-            raise RuntimeError("this Triton server is already running; call stop() first")
-        _RUNNING.append(self)
-        try:
-            if self.external:
-                wait_until(self._live, 30, f"the external Triton server at {self.http_url} (TRITON_URL)")
-            else:
-                self._launch()
-            for model in self.models:
-                self.load(model)
-        except BaseException:
-            self.stop()
-            raise
-        return self
+    def describe(self) -> str:
+        """How this server runs: its command line, or the external server's address."""
+        if self.external:
+            return (f"using the external Triton at {self.http_url} "
+                    "(the GPU docker stack: its command line is in docker/compose.yaml)")
+        return self.command_line.replace(" --", " \\\n    --")
+
+    # ----- lifecycle (start() and stop() come from lifecycle.Server) -----------------------
+    def _attach(self) -> None:
+        wait_until(self._live, 30, f"the external Triton server at {self.http_url} (TRITON_URL)")
+
+    def _detach(self) -> Callable[[], None]:
+        return lambda: None   # the external server keeps running; clients are closed in begin_stop()
+
+    def _load_models(self) -> None:
+        for model in self.models:
+            self.load(model)
 
     def _launch(self) -> None:
-        self.work_dir.mkdir(parents=True, exist_ok=True)
         _python_backend_dir(self.work_dir / "backends")
         self._sync_repository()
         names = ["http", "grpc", "metrics"]
         self.ports = dict(zip(names, free_ports(len(names))))
+        self.addresses = {name: f"{LOCALHOST}:{port}" for name, port in self.ports.items()}
         log = os.fdopen(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
         with log:   # umask 077: what tritonserver writes is private to you (shm regions: see load())
             self.process = subprocess.Popen(self.command(), env=_triton_env(), cwd=self.work_dir, umask=0o077,
                                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         # tritonserver leads its own process group, with its stubs: stopped if this kernel dies.
-        guard(self.process.pid, shm_prefix=self._shm_prefix)
+        self._guard(self.process.pid, shm_prefix=self._shm_prefix)
         wait_until(self._live, self.startup_timeout_s, "tritonserver to answer on HTTP", on_timeout=self.log_tail)
 
-    def _sync_repository(self, model: str | None = None) -> None:
+    def _sync_repository(self, model: str | None = None, gpu_available: bool = False) -> None:
         from .model_repository import serving_copy
 
-        new = [n for n in serving_copy(self.repository, self.served_repository, model=model)
+        new = [n for n in serving_copy(self.repository, self.served_repository, model=model,
+                                       gpu_available=gpu_available)
                if n not in self.adaptations]
         self.adaptations += new
         with open(self.work_dir / "adaptations.log", "a") as log:
             log.write("".join(f"{n}\n" for n in new))
 
     def _live(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError(f"tritonserver exited with code {self.process.returncode} during start.\n"
-                               f"{self.log_tail()}")
-        if self.process is not None and not self._listens_itself():
+        self.check()
+        if self.process is not None and not owns_port(self.process.pid, self.ports["http"]):
             return False   # whatever answers on the port now is not this process (another server?)
         try:
             return requests.get(f"http://{self.http_url}/v2/health/live", timeout=5).status_code == 200
         except requests.RequestException:  # not listening yet, or too busy to answer in time
             return False
 
-    def _listens_itself(self) -> bool:
-        """True when this tritonserver process holds the listening socket of its HTTP port."""
-        try:
-            sockets = psutil.Process(self.process.pid).net_connections(kind="tcp")
-        except psutil.NoSuchProcess:
-            return False
-        return any(c.status == psutil.CONN_LISTEN and c.laddr.port == self.ports["http"] for c in sockets)
+    def _process_alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def _exit_code(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def _logs(self) -> list[Path]:
+        return [self.log_path]
+
+    def _folders(self) -> list[Path]:
+        return [self.work_dir, SHM_DIR] if SHM_DIR.is_dir() else [self.work_dir]
 
     def stop(self) -> None:
         """Close clients, stop tritonserver (SIGTERM, then kill), remove its stubs and shm regions.
 
         Introduced in 04_triton.
         """
-        self.begin_stop()()
+        super().stop()
 
     def begin_stop(self) -> Callable[[], None]:
-        """Send tritonserver SIGTERM without waiting; return the call that waits and cleans up."""
-        if self in _RUNNING:
-            _RUNNING.remove(self)
+        """Close the clients, then stop as every server does (lifecycle.Server.begin_stop)."""
         for client in self._clients:
             try:
                 client.close()
             except Exception:  # noqa: BLE001 - a client of a dead server may fail to close
                 pass
         self._clients.clear()
+        return super().begin_stop()
+
+    def _terminate(self) -> Callable[[], None]:
+        """Send tritonserver SIGTERM without waiting; return the call that waits for it and its stubs."""
         process, self.process = self.process, None
         if process is None:
             return lambda: None
-        children = _children(process.pid)
+        children = children_of(process.pid)
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
 
@@ -306,13 +313,9 @@ class TritonServer:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=5)
-            _, alive = psutil.wait_procs(children, timeout=10)
-            for leftover in alive:
-                leftover.kill()
-            psutil.wait_procs(alive, timeout=5)
+            end_processes(children, timeout_s=10)
             for region in self.shm_regions():
                 region.unlink(missing_ok=True)
-            release(process.pid)
 
         return finish
 
@@ -324,13 +327,7 @@ class TritonServer:
         """PIDs of tritonserver and its stub processes (to check that stop() cleaned up)."""
         if self.process is None or self.process.poll() is not None:
             return []
-        return [self.process.pid, *[c.pid for c in _children(self.process.pid)]]
-
-    def __enter__(self) -> "TritonServer":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return [self.process.pid, *[c.pid for c in children_of(self.process.pid)]]
 
     # ----- models ---------------------------------------------------------------------
     def load(self, model: str, timeout_s: float | None = None) -> None:
@@ -342,38 +339,42 @@ class TritonServer:
 
         Introduced in 04_triton.
         """
-        if not self.external:
-            self._sync_repository(model)
-        elif self.external["repository"]:
-            self.publish_model(model)
+        self.publish_model(model)
         timeout = timeout_s or self.startup_timeout_s
         try:
             response = requests.post(f"http://{self.http_url}/v2/repository/models/{model}/load", timeout=timeout,
                                      headers=self.control_headers())
         except requests.Timeout:
+            self.check()   # a dead server or a full disk, named as such
             raise ModelLoadError(f"loading {model!r} took longer than {timeout:.0f} s (a Python backend stub "
                                  f"that cannot start leaves a model loading forever).\n"
                                  f"{self.log_tail(model)}") from None
         if response.status_code != 200:
+            self.check()
             reason = response.json().get("error", response.text)
             raise ModelLoadError(f"Triton could not load {model!r}: {reason}\n{self.log_tail(model)}")
         for region in self.shm_regions():   # the stubs create them 0644, whatever the umask: make them private
             with contextlib.suppress(FileNotFoundError):
                 region.chmod(0o600)
 
-    def publish_model(self, model: str) -> None:
-        """External mode: copy the model folder, as written, into the server's TRITON_REPOSITORY.
+    def publish_model(self, model: str, gpu_available: bool = False) -> None:
+        """Put the model folder you wrote where the server reads it, without loading it.
 
-        load() does this for you; call it before a raw `POST .../load` request.
+        Embedded: its serving copy is refreshed (with gpu_available=True, KIND_GPU instance
+        groups are kept, so loading fails on a CPU-only server as it would on yours).
+        External with TRITON_REPOSITORY: the folder is copied there as written. load() does
+        this for you; call it before a raw `POST .../load` request.
         Introduced in 04_triton.
         """
-        if not (self.external and self.external["repository"]):
-            raise RuntimeError("publish_model() is for an external server with TRITON_REPOSITORY set; "
-                               "the embedded server reads its serving copy (load() refreshes it)")
+        if not self.external:
+            self._sync_repository(model, gpu_available=gpu_available)
+            return
+        if self.served_repository == self.repository:
+            return   # the external server reads the repository you wrote directly
         source = self.repository / model
         if not (source / "config.pbtxt").is_file():
             raise ModelLoadError(f"{source} has no config.pbtxt; write the model folder before loading it")
-        target = Path(self.external["repository"]) / model
+        target = self.served_repository / model
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(source, target, symlinks=False)
 
@@ -388,6 +389,28 @@ class TritonServer:
             raise ModelLoadError(f"Triton could not unload {model!r}: {response.json().get('error', response.text)}")
         wait_until(lambda: not self.is_ready(model), 30, f"{model!r} to unload")
 
+    def stub_processes(self, model: str, version: str = "") -> list[psutil.Process]:
+        """The live Python-backend stub processes of `model` (of one version, if given).
+
+        [] for a server this kernel did not start (the docker stack). Introduced in 04_triton.
+        """
+        return [process for name, number, process in self._stubs() if name == model and version in ("", number)]
+
+    def _stubs(self) -> list[tuple[str, str, psutil.Process]]:
+        """(model, version, process) of each live stub, read from its command line (.../<model>/<version>/model.py)."""
+        if self.process is None or self.process.poll() is not None:
+            return []
+        stubs = []
+        for child in children_of(self.process.pid):
+            try:
+                command = child.cmdline() if child.status() != psutil.STATUS_ZOMBIE else []
+            except psutil.Error:
+                continue
+            if command and command[0].endswith("triton_python_backend_stub"):
+                folder = Path(command[1]).parent
+                stubs.append((folder.parent.name, folder.name, child))
+        return stubs
+
     def dead_stubs(self) -> dict[str, str]:
         """Python-backend models with fewer live stub processes than instances: {model: what to do}.
 
@@ -398,21 +421,14 @@ class TritonServer:
         if self.process is None or self.process.poll() is not None:
             return {}
         live: dict[str, int] = {}
-        for child in _children(self.process.pid):
-            try:
-                command = child.cmdline() if child.status() != psutil.STATUS_ZOMBIE else []
-            except psutil.Error:
-                continue
-            if command and command[0].endswith("triton_python_backend_stub"):
-                model = Path(command[1]).parent.parent.name   # .../<model>/<version>/model.py
-                live[model] = live.get(model, 0) + 1
+        for model, _, _ in self._stubs():
+            live[model] = live.get(model, 0) + 1
         base = f"http://{self.http_url}"
         reply = requests.post(f"{base}/v2/repository/index", headers=self.control_headers(), timeout=10)
         if reply.status_code != 200:
             raise RuntimeError(f"Triton refused the repository index ({reply.status_code}): {reply.text}")
-        index = reply.json()
         versions: dict[str, int] = {}
-        for entry in index:
+        for entry in reply.json():
             if entry.get("state") == "READY":
                 versions[entry["name"]] = versions.get(entry["name"], 0) + 1
         problems = {}
@@ -466,21 +482,3 @@ class TritonServer:
         text = [line for line in self.log_path.read_text(errors="replace").splitlines() if grep in line]
         return f"--- last lines of {self.log_path.name} ---\n" + "\n".join(text[-lines:])
 
-
-def _children(pid: int) -> list[psutil.Process]:
-    """tritonserver's child processes (its Python-backend stubs), or [] once it is gone."""
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-
-
-def stop_all_triton() -> None:
-    """Stop every Triton server this Python process started (runs at interpreter exit).
-
-    Introduced in 04_triton.
-    """
-    stop_in_parallel(list(_RUNNING))
-
-
-atexit.register(stop_all_triton)

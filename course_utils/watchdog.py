@@ -29,7 +29,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from .paths import is_short_temp_dir, process_start_ticks
 
@@ -105,21 +104,11 @@ def release(process_group: int) -> None:
 
     Course machinery: not used in lessons.
     """
-    with _lock:
+    with _lock, contextlib.suppress(OSError):   # a full disk: the watchdog finds the group gone later
         registry = registry_path()
         entries = _read(registry)
         if entries.pop(str(process_group), None) is not None:
             _write(registry, entries)
-
-
-def stop_in_parallel(servers: list[Any]) -> None:
-    """Stop servers together: ask each to stop first, then wait for all (no threads, so it works at exit).
-
-    At kernel exit Jupyter allows 2.5 s before SIGTERM; whatever still runs then is the watchdog's.
-    Course machinery: not used in lessons.
-    """
-    for finish in [server.begin_stop() for server in servers]:
-        finish()
 
 
 def sweep_orphans() -> list[Path]:

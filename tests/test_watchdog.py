@@ -129,3 +129,48 @@ def test_a_registry_left_by_a_dead_kernel_is_swept_without_touching_other_proces
         bystander.kill()
         bystander.wait()
         shutil.rmtree(leftover, ignore_errors=True)
+
+
+def test_a_graceful_jupyter_restart_with_three_servers_leaves_nothing_behind(churn_files, tmp_path):
+    """Kernel > Restart Kernel, as JupyterLab does it: two TorchServe servers and a Triton, as in lesson 08."""
+    from jupyter_client.manager import KernelManager
+
+    store = tmp_path / "store"
+    archive_model("churn", churn_files["model"], churn_files["handler"], store,
+                  extra_files=[churn_files["base"], churn_files["labels"]])
+    write_pipeline_steps(tmp_path / "repo", train_digit_cnn(epochs=1).model)
+    code = (f"import json\nfrom course_utils.torchserve import TorchServe\nfrom course_utils.triton import TritonServer\n"
+            f"work = {str(tmp_path)!r}\n"
+            f"servers = [TorchServe({str(store)!r}, work + '/a', models=['churn.mar']).start(),\n"
+            f"           TorchServe({str(store)!r}, work + '/b', models=['churn.mar']).start(),\n"
+            f"           TritonServer({str(tmp_path / 'repo')!r}, work + '/t', models=['preprocess']).start()]\n"
+            "print(json.dumps({'pids': [p for s in servers for p in s.pids()], 'shm': [str(r) for r in "
+            "servers[2].shm_regions()], 'tmp': [str(s.tmp_dir) for s in servers[:2]]}))")
+    manager = KernelManager(kernel_name="python3")
+    manager.start_kernel(cwd=str(Path(__file__).resolve().parents[1]))
+    client = manager.client()
+    client.start_channels()
+    printed: list[str] = []
+    try:
+        client.wait_for_ready(timeout=60)
+        reply = client.execute_interactive(code, timeout=300, output_hook=lambda message: printed.append(
+            message["content"].get("text", "")) if message["msg_type"] == "stream" else None)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        started = json.loads("".join(printed).strip().splitlines()[-1])
+        assert len(alive(started["pids"])) >= 6, started   # 2 x (java, worker), tritonserver, stub
+        began = time.monotonic()
+        manager.restart_kernel(now=False)   # shutdown_request; SIGTERM if the kernel is not gone after 2.5 s
+
+        def leftovers() -> list:
+            return [*alive(started["pids"]), *[r for r in [*started["shm"], *started["tmp"]] if Path(r).exists()]]
+
+        while leftovers() and time.monotonic() - began < 30:
+            time.sleep(0.2)
+        seconds = time.monotonic() - began
+        assert not leftovers(), f"left {seconds:.1f} s after the restart: {leftovers()}"
+        assert seconds < 10, f"servers took {seconds:.1f} s to go"
+        client.wait_for_ready(timeout=60)   # and the restarted kernel works
+        print(f"\na graceful restart with three servers: nothing left {seconds:.1f} s after Restart Kernel")
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
