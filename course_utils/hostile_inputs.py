@@ -53,6 +53,39 @@ def churn_hostile_inputs() -> dict[str, dict[str, Any]]:
     }
 
 
+def triton_churn_hostile_inputs() -> dict[str, bytes]:
+    """Name -> request body for Triton's JSON inference API: bad requests for a churn model (input "input", FP32 [4]).
+
+    Nesting stays at 1,000 levels: 100,000 crash tritonserver 2.51 itself (its JSON parser
+    recurses once per level), before any model code runs.
+
+    Course machinery: not used in lessons.
+    """
+    def v2(data: str, shape: str = "[1, 4]", datatype: str = "FP32", name: str = "input") -> bytes:
+        return (f'{{"inputs": [{{"name": "{name}", "shape": {shape}, "datatype": "{datatype}", '
+                f'"data": {data}}}]}}').encode()
+
+    return {
+        "non-ASCII value": v2('[24, "é", 2, 12]'),
+        "huge integer 10**400": v2(f"[{10**400}, 80.5, 2, 12]"),
+        "NaN": v2("[NaN, 80.5, 2, 12]"),
+        "Infinity": v2("[24, Infinity, 2, 12]"),
+        "beyond float32 (1e39)": v2("[24, 1e39, 2, 12]"),
+        "string for a number": v2('[24, "80.5", 2, 12]'),
+        "boolean for a number": v2("[true, 80.5, 2, 12]"),
+        "wrong length": v2("[24, 80.5, 2]", shape="[1, 3]"),
+        "fewer values than the shape": v2("[24, 80.5, 2]"),
+        "wrong datatype": v2("[24, 80, 2, 12]", datatype="INT64"),
+        "batch over max_batch_size": v2(str([1.0] * 36), shape="[9, 4]"),
+        "unknown input name": v2("[24, 80.5, 2, 12]", name="features"),
+        "nested 1,000 deep": v2("[" * 1000 + "]" * 1000),
+        "no inputs": b"{}",
+        "empty body": b"",
+        "not JSON": b"tenure=24",
+        "invalid UTF-8": b'{"inputs": [\xff\xfe]}',
+    }
+
+
 def _chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 

@@ -288,7 +288,10 @@ def check_free_space(folders: Iterable[Path], need_bytes: int, to_do: str) -> No
 
 
 def free_space_report(folders: Iterable[Path]) -> str:
-    """'<folder>: N MiB free' for each folder."""
+    """'<folder>: N MiB free' for each folder.
+
+    Course machinery: not used in lessons.
+    """
     return "; ".join(f"{folder}: {(_free_bytes(folder) or 0) / 2**20:.1f} MiB free"
                      for folder in dict.fromkeys(Path(f) for f in folders))
 

@@ -99,3 +99,57 @@ def test_the_triton_preprocessor_answers_each_hostile_image_with_400_and_keeps_s
             assert infer(good).as_numpy("PIXELS").shape == (1, 1, 8, 8), f"not serving after {name}"
         assert sorted(p.pid for p in psutil.Process(server.pids()[0]).children(recursive=True)) == stubs
         client.close()
+
+
+# What the served churn model (the Python-backend serving copy, runtime_model.py) answers.
+# 500: tritonserver 2.51's own JSON parser answers what it cannot parse with 500, before any model
+# code runs; the message still says what was wrong.
+TRITON_EXPECTED = {
+    "non-ASCII value": (500, "non-number"), "huge integer 10**400": (500, "Number too big"),
+    "NaN": (400, "NaN or infinite"), "Infinity": (400, "NaN or infinite"),
+    "beyond float32 (1e39)": (400, "NaN or infinite"), "string for a number": (500, "non-number"),
+    "boolean for a number": (500, "non-number"), "wrong length": (400, "unexpected shape"),
+    "fewer values than the shape": (500, "Shape does not match"), "wrong datatype": (400, "data-type is 'INT64'"),
+    "batch over max_batch_size": (400, "batch-size must be <= 8"), "unknown input name": (400, "unexpected inference input"),
+    "nested 1,000 deep": (500, "Shape does not match"), "no inputs": (500, "'inputs'"),
+    "empty body": (400, "byte size mismatch"), "not JSON": (500, "Invalid value"), "invalid UTF-8": (500, "Invalid value"),
+}
+
+
+def test_the_served_churn_model_refuses_each_hostile_request_alone_and_its_stub_survives(tmp_path):
+    """Triton's Python backend (the CPU serving copy): NaN/Inf get 400 from the model; the neighbour is served."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+    import torch
+
+    from course_utils.hostile_inputs import triton_churn_hostile_inputs
+    from course_utils.models import train_churn_model
+    from course_utils.onnx_tools import export_onnx
+    from course_utils.triton import TritonServer
+    from course_utils.triton_config import io_tensor, model_config, write_config
+
+    repo = tmp_path / "repo"
+    trained = train_churn_model()
+    export_onnx(trained.model, torch.from_numpy(trained.data.x_test[:2]), repo / "churn" / "1" / "model.onnx")
+    write_config(repo / "churn", model_config(
+        "churn", platform="onnxruntime_onnx", max_batch_size=8, instance_count=1,
+        inputs=[io_tensor("input", "TYPE_FP32", [4])], outputs=[io_tensor("output", "TYPE_FP32", [2])],
+        dynamic_batching={"max_queue_delay_microseconds": 50_000}))   # the bad and the good request share a batch
+    good = b'{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [24, 80.5, 2, 12]}]}'
+    with TritonServer(repo, tmp_path / "server", models=["churn"]) as server:
+        url = f"http://{server.http_url}/v2/models/churn/infer"
+        stubs = server.stub_processes("churn")
+        rows = {}
+        for name, body in triton_churn_hostile_inputs().items():
+            with ThreadPoolExecutor(2) as pool:
+                bad, neighbour = pool.map(lambda data: requests.post(url, data=data, timeout=30), [body, good])
+            rows[name] = (bad.status_code, bad.json()["error"], neighbour.status_code)
+        assert server.stub_processes("churn") == stubs and all(s.is_running() for s in stubs)
+        statistics = requests.get(f"http://{server.http_url}/v2/models/churn/stats", timeout=10).json()
+    assert list(rows) == list(TRITON_EXPECTED)
+    for name, (status, message, neighbour) in rows.items():
+        expected_status, word = TRITON_EXPECTED[name]
+        assert (status, neighbour) == (expected_status, 200) and word in message and message.isascii(), (name, rows[name])
+    counts = statistics["model_stats"][0]
+    assert counts["execution_count"] < counts["inference_count"], "some bad and good requests shared a batch"

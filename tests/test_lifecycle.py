@@ -203,3 +203,18 @@ def test_a_disk_that_fills_while_serving_is_named(store, small_disk):
         assert raised.value.errno == errno.ENOSPC
         (small_disk / "filler").unlink()
     assert not lifecycle.running() or all(s is not server for s in lifecycle.running())
+
+
+@pytest.mark.slow
+def test_a_torchserve_port_held_by_another_server_is_named_and_the_other_is_untouched(store, tmp_path, monkeypatch):
+    import course_utils.torchserve as torchserve
+
+    with torchserve.TorchServe(store, tmp_path / "first", models=["churn.mar"]) as first:
+        taken = list(first.ports.values())
+        monkeypatch.setattr(torchserve, "free_ports", lambda count: taken[:count])
+        began = time.monotonic()
+        with pytest.raises(RuntimeError) as raised:
+            torchserve.TorchServe(store, tmp_path / "second", models=["churn.mar"]).start()
+        assert time.monotonic() - began < 30, f"{time.monotonic() - began:.1f} s"
+        assert "Address already in use" in str(raised.value) or "address" in str(raised.value).lower(), raised.value
+        assert first.problem() == "" and first.wait_model_ready("churn", timeout_s=10)

@@ -7,7 +7,10 @@ dynamic batching, instance groups, versions and protocols; only the last step
 (running the model file) happens here, with onnxruntime or torch.
 
 All requests of one batch that Triton's scheduler formed are concatenated and run
-in ONE call, as the real backends do.
+in ONE call, as the real backends do. Triton has already checked each request's names,
+datatypes and shapes against config.pbtxt; this model also refuses NaN and infinite
+floats (an FP32 of 1e39 is infinite), per request, with INVALID_ARG (HTTP 400): the real
+onnxruntime backend would answer NaN with 200. The other requests of the batch are served.
 """
 
 import json
@@ -63,24 +66,43 @@ class TritonPythonModel:
         result = result if isinstance(result, (tuple, list)) else [result]
         return [r.numpy() for r in result]
 
+    def _problem(self, arrays):
+        """Why one request's input cannot be served ("" if it can): NaN or infinite floats."""
+        for name, array in zip(self.inputs, arrays):
+            if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+                where = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
+                return (f"input '{name}' holds a NaN or infinite value at index {list(where)}; send finite numbers "
+                        f"within float32 range (about +-3.4e38)")
+        return ""
+
     def execute(self, requests):
-        try:
-            per_request = [[pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.inputs]
-                           for r in requests]
-            if self.batched:
-                sizes = [arrays[0].shape[0] for arrays in per_request]
-                joined = [np.concatenate([arrays[i] for arrays in per_request]) for i in range(len(self.inputs))]
-                outputs = self._run(joined)
-                bounds = np.cumsum(sizes)[:-1]
-                split = [np.split(output, bounds) for output in outputs]
-                results = [[parts[k] for parts in split] for k in range(len(requests))]
+        per_request = [[pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.inputs]
+                       for r in requests]
+        responses = [None] * len(requests)
+        good = []
+        for index, arrays in enumerate(per_request):
+            problem = self._problem(arrays)
+            if problem:   # INVALID_ARG: HTTP 400 for this request only
+                responses[index] = pb_utils.InferenceResponse(
+                    output_tensors=[], error=pb_utils.TritonError(problem, pb_utils.TritonError.INVALID_ARG))
             else:
-                results = [self._run(arrays) for arrays in per_request]
+                good.append(index)
+        try:
+            if self.batched and good:
+                sizes = [per_request[i][0].shape[0] for i in good]
+                joined = [np.concatenate([per_request[i][k] for i in good]) for k in range(len(self.inputs))]
+                outputs = self._run(joined)
+                split = [np.split(output, np.cumsum(sizes)[:-1]) for output in outputs]
+                results = {i: [parts[n] for parts in split] for n, i in enumerate(good)}
+            else:
+                results = {i: self._run(per_request[i]) for i in good}
         except Exception as error:  # one bad batch must not kill the model instance
-            message = f"{type(error).__name__}: {error}"
-            return [pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
-                    for _ in requests]
-        return [pb_utils.InferenceResponse(output_tensors=[
-                    pb_utils.Tensor(name, np.ascontiguousarray(value, dtype=dtype))
-                    for (name, dtype), value in zip(self.outputs, values)])
-                for values in results]
+            message = f"{type(error).__name__}: {error}".encode("ascii", "backslashreplace").decode()
+            results = {}
+            for i in good:
+                responses[i] = pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
+        for i, values in results.items():
+            responses[i] = pb_utils.InferenceResponse(output_tensors=[
+                pb_utils.Tensor(name, np.ascontiguousarray(value, dtype=dtype))
+                for (name, dtype), value in zip(self.outputs, values)])
+        return responses
