@@ -28,7 +28,7 @@ LOCK_DATE  ?= 2026-12-01T00:00:00Z
 LOCK_TORCH ?= --torch-backend cpu
 LOCK_OUTPUT ?= requirements.lock
 
-.PHONY: setup lab test release grade doctor lock reset-exercise clean
+.PHONY: setup lab test test-fast release grade grade-submissions doctor lock reset-exercise clean
 
 setup: $(STAMP)
 
@@ -60,6 +60,10 @@ lab: setup
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Unit tests only: no server, no notebook (a test that starts one fails and asks for the slow mark).
+test-fast: setup
+	$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
+
 release: setup
 	$(PY) -m course_utils release
 
@@ -71,6 +75,12 @@ reset-exercise: setup
 
 grade: setup
 	$(PY) -m course_utils grade exercises/
+
+# Instructors: grade a folder of submissions (one folder per learner) into graded/:
+#   make grade-submissions DIR=submissions
+grade-submissions: setup
+	@test -n "$(DIR)" || { echo "name the folder: make grade-submissions DIR=submissions"; exit 2; }
+	$(PY) -m course_utils grade-submissions $(DIR) --out graded
 
 doctor: setup
 	$(PY) -m course_utils doctor

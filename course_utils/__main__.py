@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def _release(force: bool) -> int:
-    from .release import release
+    from .machinery.release import release
 
     written, kept = release(force=force)
     for path in written:
@@ -22,7 +22,7 @@ def _release(force: bool) -> int:
 
 
 def _reset_exercise(name: str) -> int:
-    from .release import reset_exercise
+    from .machinery.release import reset_exercise
 
     try:
         target, backup = reset_exercise(name)
@@ -36,7 +36,7 @@ def _reset_exercise(name: str) -> int:
 
 
 def _check_release() -> int:
-    from .release import stale_exercises
+    from .machinery.release import stale_exercises
 
     problems = stale_exercises(strict=True)
     for problem in problems:
@@ -48,7 +48,7 @@ def _check_release() -> int:
 
 
 def _execute(notebooks: list[Path]) -> int:
-    from .notebook_store import execute_and_store
+    from .machinery.notebook_store import execute_and_store
 
     for notebook in notebooks:
         print(f"executing {notebook} ...", flush=True)
@@ -68,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     release = sub.add_parser("release", help="regenerate exercises/ from solutions/ (keeps edited exercises)")
     release.add_argument("--force", action="store_true", help="also replace exercises with uncommitted changes")
     sub.add_parser("check-release", help="fail if the committed exercises/ are stale")
+    submissions = sub.add_parser("grade-submissions", help="instructors: grade a folder of learners' notebooks")
+    submissions.add_argument("folder", type=Path, help="one folder per learner, e.g. submissions/alice/ex01_....ipynb")
+    submissions.add_argument("--out", type=Path, default=Path("graded"), help="where gradebook.csv and feedback/ go")
+    submissions.add_argument("--jobs", type=int, default=2, help="notebooks graded at once (default 2)")
+    submissions.add_argument("--timeout", type=float, default=900, help="seconds one notebook may take (default 900)")
     execute = sub.add_parser("execute", help="run notebooks and store them with fresh outputs")
     execute.add_argument("notebooks", nargs="+", type=Path)
     args = parser.parse_args(argv)
@@ -83,7 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         return _check_release()
     if args.command == "execute":
         return _execute(args.notebooks)
-    from .grade import grade_main
+    if args.command == "grade-submissions":
+        from .machinery.submissions import main as submissions_main
+        return submissions_main(args.folder, args.out, args.jobs, args.timeout)
+    from .machinery.grade import grade_main
     return grade_main(args.notebooks)
 
 

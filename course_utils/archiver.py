@@ -82,7 +82,7 @@ def archive_command(model_name: str, serialized_file: Path, handler: Path, expor
                     config_file: Path | None = None) -> list[str]:
     """The torch-model-archiver command line for these files (nothing is run).
 
-    Introduced in 03_archiving_and_deployment.
+    Internal helper: no lesson calls it.
     """
     command = ["torch-model-archiver", "--model-name", model_name, "--version", version,
                "--serialized-file", str(serialized_file), "--handler", str(handler),

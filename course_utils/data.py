@@ -79,7 +79,7 @@ def load_digits_split(seed: int = 0, test_fraction: float = 0.2) -> Split:
 def digit_to_png(image: np.ndarray, path: Path, scale: int = DIGIT_PNG_SCALE) -> Path:
     """Save one digit image (values in [0, 1], shape (8, 8) or (1, 8, 8)) as a grayscale PNG.
 
-    Introduced in 00_setup.
+    Internal helper: no lesson calls it.
     """
     from PIL import Image
 

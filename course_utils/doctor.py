@@ -142,7 +142,7 @@ def _check_disk(minimum_gb: float = 5.0) -> Finding:
 def prerequisite_findings() -> list[Finding]:
     """What must exist before `make setup` can install the course (Python, Java, libpython).
 
-    Introduced in 00_setup.
+    Internal helper: no lesson calls it.
     """
     return [_check_python(), _check_java(), _check_libpython()]
 
@@ -163,7 +163,7 @@ def all_findings() -> list[Finding]:
 def format_table(findings: list[Finding]) -> str:
     """Render findings as a fixed-width text table with a fix column for failures.
 
-    Introduced in 00_setup.
+    Internal helper: no lesson calls it.
     """
     rows = [("check", "status", "detail", "how to fix")]
     rows += [(f.name, f.status, f.detail, "" if f.ok else f.fix) for f in findings]
@@ -176,7 +176,7 @@ def format_table(findings: list[Finding]) -> str:
 def main(prereqs_only: bool = False) -> int:
     """Print the table; exit status 1 when a required check fails.
 
-    Introduced in 00_setup.
+    Internal helper: no lesson calls it.
     """
     findings = prerequisite_findings() if prereqs_only else all_findings()
     print(format_table(findings))
@@ -188,7 +188,7 @@ def main(prereqs_only: bool = False) -> int:
 def verdict(findings: list[Finding], prereqs_only: bool = False) -> str:
     """The doctor's last words: ready or not, and the one next step.
 
-    Introduced in 00_setup.
+    Internal helper: no lesson calls it.
     """
     missing = [f.name for f in findings if not f.ok and f.level == REQUIRED]
     if missing:

@@ -51,7 +51,7 @@ class RegistersArchives(Protocol):
 def external_torchserve() -> dict[str, str] | None:
     """Addresses, key file and model store of the external TorchServe named by TORCHSERVE_URL, or None.
 
-    Introduced in 01_torchserve_architecture.
+    Internal helper: no lesson calls it.
     """
     address = address_from_env(TORCHSERVE_URL_ENV, "http://localhost:8080", scheme_required=True)
     if address is None:
@@ -77,7 +77,7 @@ def external_torchserve() -> dict[str, str] | None:
 def register_archives(server: RegistersArchives) -> list[tuple[str, str]]:
     """Mirror the lesson's archives into the external model store, register `server.models`; return (name, version) pairs.
 
-    A version left registered by an earlier run is replaced. Introduced in 01_torchserve_architecture.
+    A version left registered by an earlier run is replaced. Internal helper: no lesson calls it.
     """
     store = Path(server.external["model_store"])
     for archive in server.model_store.glob("*.mar"):
@@ -112,7 +112,7 @@ def register_archives(server: RegistersArchives) -> list[tuple[str, str]]:
 def unregister_archives(server: RegistersArchives, registered: list[tuple[str, str]]) -> None:
     """Unregister every version of the registered models, and the lesson's workflows; the server keeps running.
 
-    Introduced in 01_torchserve_architecture.
+    Internal helper: no lesson calls it.
     """
     paths = []
     for name in dict.fromkeys(name for name, _ in registered):   # every version, also ones the lesson added

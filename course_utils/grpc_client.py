@@ -20,7 +20,7 @@ PROTOS = ("inference.proto", "management.proto")
 def torchserve_jar() -> Path:
     """Path of the TorchServe frontend jar in this environment.
 
-    Introduced in 03_archiving_and_deployment.
+    Internal helper: no lesson calls it.
     """
     import ts
 

@@ -59,7 +59,7 @@ def triton_churn_hostile_inputs() -> dict[str, bytes]:
     Nesting stays at 1,000 levels: 100,000 crash tritonserver 2.51 itself (its JSON parser
     recurses once per level), before any model code runs.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     def v2(data: str, shape: str = "[1, 4]", datatype: str = "FP32", name: str = "input") -> bytes:
         return (f'{{"inputs": [{{"name": "{name}", "shape": {shape}, "datatype": "{datatype}", '

@@ -47,7 +47,7 @@ class Server:
     process and logs are its own (`_process_alive`, `_logs`) and which folders it writes (`_folders`).
     `external` holds the addresses of a server named in the environment, or None.
 
-    Course machinery: the lessons use TorchServe and TritonServer.
+    Internal helper: the lessons use TorchServe and TritonServer, which build on it.
     """
 
     kind = "server"
@@ -185,7 +185,7 @@ class Server:
 def running() -> list[Server]:
     """The servers this Python process started and has not stopped, oldest first.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     return list(_RUNNING)
 
@@ -193,7 +193,7 @@ def running() -> list[Server]:
 def stop_servers(servers: Sequence[Server]) -> None:
     """Stop servers together: ask each to stop first, then wait for all (no threads, so it works at exit).
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     for finish in [server.begin_stop() for server in servers]:
         finish()
@@ -202,7 +202,7 @@ def stop_servers(servers: Sequence[Server]) -> None:
 def stop_servers_in(folder: Path) -> None:
     """Stop this process's servers whose work folder is `folder` or inside it (before it is emptied).
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     folder = Path(folder).resolve()
     stop_servers([s for s in running() if folder == s.work_dir or folder in s.work_dir.parents])
@@ -212,7 +212,7 @@ def stop_all() -> None:
     """Stop every server this Python process started (runs at interpreter exit).
 
     At kernel exit Jupyter allows 2.5 s before SIGTERM; whatever still runs then is the watchdog's.
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     stop_servers(running())
 
@@ -224,7 +224,7 @@ atexit.register(stop_all)
 def children_of(pid: int) -> list[psutil.Process]:
     """A process's descendants (TorchServe's workers, Triton's stubs), or [] once it is gone.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     try:
         return psutil.Process(pid).children(recursive=True)
@@ -238,7 +238,7 @@ def owns_port(pid: int, port: int) -> bool:
     A readiness check that only asks "does something answer?" would accept another
     server that happens to hold the port.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     try:
         sockets = psutil.Process(pid).net_connections(kind="tcp")
@@ -250,7 +250,7 @@ def owns_port(pid: int, port: int) -> bool:
 def end_processes(processes: Iterable[psutil.Process], timeout_s: float) -> None:
     """Wait up to `timeout_s` for processes to exit after being asked to, then kill what is left.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     _, alive = psutil.wait_procs(list(processes), timeout=timeout_s)
     for leftover in alive:
@@ -263,7 +263,7 @@ def end_processes(processes: Iterable[psutil.Process], timeout_s: float) -> None
 def free_space_problem(folders: Iterable[Path], need_bytes: int, to_do: str) -> str:
     """One line per folder whose disk has less than `need_bytes` free, or "" when all have room.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     short = []
     for folder in dict.fromkeys(Path(f) for f in folders):
@@ -280,7 +280,7 @@ def free_space_problem(folders: Iterable[Path], need_bytes: int, to_do: str) -> 
 def check_free_space(folders: Iterable[Path], need_bytes: int, to_do: str) -> None:
     """Raise OSError(ENOSPC) naming the folder when its disk has less than `need_bytes` free.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     problem = free_space_problem(folders, need_bytes, to_do)
     if problem:
@@ -290,7 +290,7 @@ def check_free_space(folders: Iterable[Path], need_bytes: int, to_do: str) -> No
 def free_space_report(folders: Iterable[Path]) -> str:
     """'<folder>: N MiB free' for each folder.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     return "; ".join(f"{folder}: {(_free_bytes(folder) or 0) / 2**20:.1f} MiB free"
                      for folder in dict.fromkeys(Path(f) for f in folders))
@@ -329,7 +329,7 @@ def address_from_env(variable: str, example: str, scheme_required: bool) -> tupl
     """(scheme, host, port) of the address in environment variable `variable`, or None when it is unset.
 
     Raises ValueError quoting `example` when the value is not [scheme://]host:port.
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     value = os.environ.get(variable, "").strip().rstrip("/")
     if not value:

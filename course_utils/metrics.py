@@ -21,7 +21,7 @@ class Sample:
 def parse_prometheus(text: str) -> list[Sample]:
     """Parse every sample line (comments skipped) of a Prometheus text exposition.
 
-    Introduced in 01_torchserve_architecture.
+    Introduced in 04_triton.
     """
     samples = []
     for line in text.splitlines():

@@ -99,7 +99,7 @@ def serving_copy(repository: Path, dest: Path, model: str | None = None,
 
     Returns one note per change made, e.g. "churn: KIND_GPU -> KIND_CPU" (only
     where there is no GPU; `gpu_available` defaults to has_gpu()).
-    Introduced in 04_triton.
+    Internal helper: no lesson calls it.
     """
     repository, dest = Path(repository).resolve(), Path(dest).resolve()
     if dest == repository or repository in dest.parents:

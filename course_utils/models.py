@@ -22,7 +22,7 @@ from .data import Split, load_digits_split, make_churn_data
 def set_seed(seed: int = 0) -> None:
     """Seed Python, NumPy and PyTorch so that training is repeatable.
 
-    Introduced in 00_setup.
+    Internal helper: no lesson calls it.
     """
     random.seed(seed)
     np.random.seed(seed)
@@ -33,7 +33,7 @@ def set_seed(seed: int = 0) -> None:
 def single_thread() -> Iterator[None]:
     """Run the block with one intra-op thread (bit-identical float sums on any machine).
 
-    Introduced in 00_setup.
+    Introduced in 05_onnx_and_tensorrt.
     """
     previous = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -40,7 +40,7 @@ def strip_debug_metadata(path: Path) -> Path:
     (`pkg.torch.onnx.stack_trace`, with absolute paths). They leak where your code lives
     and make the file's size depend on it; the model computes the same without them.
 
-    Introduced in 04_triton.
+    Internal helper: no lesson calls it.
     """
     import onnx
 
@@ -61,7 +61,7 @@ def strip_debug_metadata(path: Path) -> Path:
 def quiet_exporter() -> Iterator[None]:
     """Silence torch.onnx's notes on optional torchvision ops and its deprecation warnings.
 
-    Introduced in 04_triton.
+    Internal helper: no lesson calls it.
     """
     logger = logging.getLogger("torch.onnx._internal.exporter._registration")
     level = logger.level

@@ -20,7 +20,7 @@ def work_root() -> Path:
     Set the environment variable COURSE_WORK_DIR to put it elsewhere
     (the tests do this so that parallel runs never share files).
 
-    Introduced in 00_setup.
+    Internal helper: no lesson calls it.
     """
     override = os.environ.get("COURSE_WORK_DIR")
     return Path(override).resolve() if override else REPO_ROOT / "work"
@@ -29,7 +29,7 @@ def work_root() -> Path:
 def without_machine_paths(text: str) -> str:
     """`text` with this machine's paths shortened: the course folder becomes relative, your home `~/`.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     prefixes = [(str(REPO_ROOT) + "/", ""), (str(Path.home()) + "/", "~/")]
     for prefix, shown in sorted(prefixes, key=lambda pair: -len(pair[0])):
@@ -48,7 +48,7 @@ def short_temp_dir(prefix: str) -> Path:
     most 107 bytes, and a clone under a long path would exceed that. A TMPDIR longer than
     40 characters is passed over for /tmp.
 
-    Introduced in 01_torchserve_architecture.
+    Internal helper: no lesson calls it.
     """
     return Path(tempfile.mkdtemp(prefix=prefix, dir=short_temp_dir_base()))   # created with mode 0700
 
@@ -56,7 +56,7 @@ def short_temp_dir(prefix: str) -> Path:
 def short_temp_dir_base() -> Path:
     """The folder short_temp_dir creates folders in: the system temp folder, or /tmp if that is long.
 
-    Introduced in 01_torchserve_architecture.
+    Internal helper: no lesson calls it.
     """
     base = tempfile.gettempdir()
     if len(base.encode()) > 40 and os.path.isdir("/tmp"):
@@ -67,7 +67,7 @@ def short_temp_dir_base() -> Path:
 def is_short_temp_dir(path: Path, prefix: str) -> bool:
     """True when `path` is a folder short_temp_dir(prefix) would make (safe to delete as ours).
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     path = Path(path)
     return path.name.startswith(prefix) and path.parent == short_temp_dir_base()
@@ -76,7 +76,7 @@ def is_short_temp_dir(path: Path, prefix: str) -> bool:
 def socket_path_problem(folder: Path, name: str) -> str:
     """A one-line reason why a Unix socket `name` cannot live in `folder`, or "" if it can.
 
-    Introduced in 01_torchserve_architecture.
+    Internal helper: no lesson calls it.
     """
     path = os.path.join(folder, name)
     size = len(path.encode())
@@ -89,7 +89,7 @@ def socket_path_problem(folder: Path, name: str) -> str:
 def empty_dir(path: Path) -> Path:
     """Delete `path` if it exists and create it again, empty; return it.
 
-    Introduced in 00_setup.
+    Internal helper: no lesson calls it.
     """
     path = Path(path)
     if path.exists():
@@ -107,7 +107,7 @@ def process_start_ticks(pid: int) -> str | None:
     None when the process is gone, is a zombie, or the system has no /proc. Unlike a
     wall-clock start time, it does not move when the clock is adjusted.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -162,7 +162,7 @@ def work_dir(name: str, clean: bool = True) -> Path:
 def replace_symlink(link: Path, source: Path) -> Path:
     """Make `link` a symlink to `source` (resolved), replacing a file or link already there.
 
-    Introduced in 04_triton.
+    Internal helper: no lesson calls it.
     """
     link = Path(link)
     if link.is_dir() and not link.is_symlink():

@@ -40,7 +40,7 @@ class PerfAnalyzerError(RuntimeError):
 def perf_analyzer_env() -> dict[str, str]:
     """Environment in which perf_analyzer starts: its two libraries linked onto LD_LIBRARY_PATH.
 
-    Introduced in 04_triton.
+    Internal helper: no lesson calls it.
     """
     import pytriton
 
@@ -90,7 +90,7 @@ def perf_analyzer_command(model: str, url: str, csv_path: Path, *, concurrency: 
 def read_perf_csv(path: Path) -> pd.DataFrame:
     """perf_analyzer's CSV as a table: concurrency, throughput (infer/s) and latencies in ms.
 
-    Introduced in 04_triton.
+    Internal helper: no lesson calls it.
     """
     raw = pd.read_csv(path)
     table = pd.DataFrame({"concurrency": raw["Concurrency"].astype(int),
@@ -157,7 +157,7 @@ def torchserve_input_data(request_body: Path, dest: Path) -> Path:
     """Write the --input-data JSON that `--service-kind torchserve` needs; return its path.
 
     perf_analyzer POSTs the file named in it (e.g. a JSON request body or a PNG) to
-    /predictions/<model>. Introduced in 04_triton.
+    /predictions/<model>. Introduced in 09_benchmark.
     """
     import json
 

@@ -14,7 +14,7 @@ LOCALHOST = "127.0.0.1"
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that nothing listens on right now.
 
-    Introduced in 01_torchserve_architecture.
+    Internal helper: no lesson calls it.
     """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOCALHOST, 0))
@@ -24,7 +24,7 @@ def free_port() -> int:
 def free_ports(count: int) -> list[int]:
     """Return `count` distinct free ports on 127.0.0.1.
 
-    Introduced in 01_torchserve_architecture.
+    Introduced in 08_ab_testing.
     """
     ports: set[int] = set()
     while len(ports) < count:
@@ -35,7 +35,7 @@ def free_ports(count: int) -> list[int]:
 def port_is_free(port: int) -> bool:
     """True when nothing listens on 127.0.0.1:port.
 
-    Introduced in 00_setup.
+    Internal helper: no lesson calls it.
     """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.2)
@@ -49,7 +49,7 @@ def wait_until(condition: Callable[[], T | None], timeout_s: float, what: str,
     Raises TimeoutError naming `what` after `timeout_s`; `on_timeout` may add
     details to the message (for example the tail of a server log).
 
-    Introduced in 01_torchserve_architecture.
+    Internal helper: no lesson calls it.
     """
     deadline = time.monotonic() + timeout_s
     while True:

@@ -75,7 +75,7 @@ def bucket(key: str, experiment: str) -> float:
 def check_split(split: Mapping[str, float], variants: Sequence[str] | None = None) -> dict[str, float]:
     """Return the split as a dict after checking it: known variants, shares in [0, 1], sum 1.
 
-    Introduced in 08_ab_testing.
+    Internal helper: no lesson calls it.
     """
     if not split:
         raise ValueError('the split is empty: give each variant its share, e.g. {"A": 0.9, "B": 0.1}')

@@ -9,7 +9,7 @@ from pathlib import Path
 def source_of(path: Path, name: str | None = None) -> str:
     """Source text of a file, or of one top-level function/class, or "Class.method" in it.
 
-    Introduced in 02_handlers.
+    Internal helper: no lesson calls it.
     """
     text = Path(path).read_text()
     if name is None:

@@ -45,7 +45,7 @@ def interleaved_ratio(baseline: Callable[[], object], candidate: Callable[[], ob
     """Median of per-round ratios baseline/candidate (> 1: candidate faster), timed alternately.
 
     Alternating the two in one process makes the ratio robust to a machine whose
-    speed drifts (other jobs, CPU frequency). Introduced in 05_onnx_and_tensorrt.
+    speed drifts (other jobs, CPU frequency). Internal helper: no lesson calls it.
     """
     ratios = []
     for _ in range(rounds):

@@ -16,7 +16,7 @@ def tool(name: str) -> str:
     Looks next to the running Python first, so a Jupyter kernel started from the
     course environment works even when that environment is not "activated".
 
-    Introduced in 01_torchserve_architecture.
+    Introduced in 07_ensembles.
     """
     candidate = VENV_BIN / name
     if candidate.exists():
@@ -31,7 +31,7 @@ def tool(name: str) -> str:
 def tool_env(**extra: str) -> dict[str, str]:
     """A copy of os.environ with the interpreter's bin/ first on PATH, plus `extra`.
 
-    Introduced in 01_torchserve_architecture.
+    Internal helper: no lesson calls it.
     """
     env = dict(os.environ)
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"

@@ -340,7 +340,7 @@ class TorchServe(Server):
     def wait_model_ready(self, model: str, timeout_s: float | None = None, version: str | None = None) -> dict:
         """Wait until `model` has at least one worker with status READY; return its description.
 
-        Introduced in 01_torchserve_architecture.
+        Internal helper: no lesson calls it.
         """
         url = f"{self.management_url}/models/{model}" + (f"/{version}" if version else "")
 
@@ -473,7 +473,7 @@ def logged_batch_sizes(server: TorchServe, model: str) -> list[int]:
 def last_worker_error(server: TorchServe) -> str:
     """The last exception line a worker wrote to model_log.log (e.g. "ValueError: ..."), or "".
 
-    Introduced in ex01_custom_handler.
+    Internal helper: no lesson calls it.
     """
     path = server.log_dir / "model_log.log"
     if not path.exists():

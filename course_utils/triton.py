@@ -66,7 +66,7 @@ class ModelLoadError(RuntimeError):
 def triton_install_dir() -> Path:
     """The tritonserver folder inside the nvidia-pytriton wheel (bin/, backends/, stubs).
 
-    Introduced in 04_triton.
+    Internal helper: no lesson calls it.
     """
     try:
         import pytriton

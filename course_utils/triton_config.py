@@ -157,7 +157,7 @@ def _hint(parse_message: str) -> str:
 def parse_config(text: str, source: str = "config.pbtxt") -> ModelConfig:
     """Parse config.pbtxt text into a ModelConfig; raise ConfigError naming the line and a fix.
 
-    Introduced in 04_triton.
+    Introduced in 07_ensembles.
     """
     config = ModelConfig()
     try:
@@ -170,7 +170,7 @@ def parse_config(text: str, source: str = "config.pbtxt") -> ModelConfig:
 def read_config(model_dir: Path) -> ModelConfig:
     """Read and parse model_dir/config.pbtxt.
 
-    Introduced in 04_triton.
+    Introduced in 07_ensembles.
     """
     path = Path(model_dir) / "config.pbtxt"
     if not path.is_file():
@@ -182,7 +182,7 @@ def read_config(model_dir: Path) -> ModelConfig:
 def has_gpu() -> bool:
     """True when an NVIDIA driver is visible (nvidia-smi on PATH): KIND_GPU can load here.
 
-    Introduced in 04_triton.
+    Internal helper: no lesson calls it.
     """
     return shutil.which("nvidia-smi") is not None
 
@@ -190,7 +190,7 @@ def has_gpu() -> bool:
 def model_kind(config: ModelConfig) -> str:
     """The platform or backend a config names ("onnxruntime_onnx", "python", "ensemble", ...).
 
-    Introduced in 04_triton.
+    Internal helper: no lesson calls it.
     """
     return config.platform or config.backend
 
@@ -198,7 +198,7 @@ def model_kind(config: ModelConfig) -> str:
 def onnx_signature(path: Path) -> dict[str, dict[str, tuple[str, list]]]:
     """Inputs and outputs of an ONNX file: {"inputs": {name: (TYPE_x, dims)}, "outputs": {...}}.
 
-    Dynamic dimensions are -1. Introduced in 04_triton.
+    Dynamic dimensions are -1. Introduced in ex05_config_debugging.
     """
     import onnx
     from onnx import helper
@@ -332,12 +332,34 @@ def _check_versions(config: ModelConfig, model_dir: Path) -> list[Problem]:
     return problems
 
 
+def data_flow_order(config: ModelConfig) -> list[str]:
+    """The ensemble's steps in the order Triton can run them: by data flow, not by their order in the file.
+
+    A step runs once every tensor its input_map names exists (an ensemble input or another
+    step's output). Steps that can never run (a cycle, a tensor nobody produces) are left out.
+    Internal helper: no lesson calls it.
+    """
+    available = {t.name for t in config.input}
+    waiting = list(config.ensemble_scheduling.step)
+    order: list[str] = []
+    while waiting:
+        ready = [step for step in waiting if set(step.input_map.values()) <= available]
+        if not ready:
+            break
+        for step in ready:
+            order.append(step.model_name)
+            available |= set(step.output_map.values())
+            waiting.remove(step)
+    return order
+
+
 def _check_ensemble(config: ModelConfig, repository: Path | None) -> list[Problem]:
     problems = []
     steps = config.ensemble_scheduling.step
     if not steps:
         return [Problem("ensemble_scheduling", "an ensemble needs at least one step.", "add ensemble_scheduling { step [ ... ] }.")]
-    available = {t.name for t in config.input}
+    # Triton runs steps by data flow, so a step may read a tensor a step further down the file writes.
+    available = {t.name for t in config.input} | {t for step in steps for t in step.output_map.values()}
     for index, step in enumerate(steps):
         where = f"ensemble_scheduling.step[{index}] ({step.model_name})"
         step_config = None
@@ -352,19 +374,24 @@ def _check_ensemble(config: ModelConfig, repository: Path | None) -> list[Proble
                     problems.append(Problem(f"{where}.model_name", f"its config does not parse: {error}", "fix that config first."))
         for model_input, tensor in step.input_map.items():
             if tensor not in available:
-                problems.append(Problem(f"{where}.input_map", f"value {tensor!r} is not an ensemble input or an earlier "
+                problems.append(Problem(f"{where}.input_map", f"value {tensor!r} is not an ensemble input or any "
                                         f"step's output (known: {sorted(available)}).",
                                         "input_map is { key: <the step model's input name>, value: <ensemble tensor> }."))
             if step_config is not None and model_input not in {t.name for t in step_config.input}:
                 problems.append(Problem(f"{where}.input_map", f"key {model_input!r} is not an input of {step.model_name!r} "
                                         f"(its inputs: {[t.name for t in step_config.input]}).",
                                         "keys are the step model's own tensor names; values are ensemble tensor names."))
-        for model_output, tensor in step.output_map.items():
+        for model_output in step.output_map:
             if step_config is not None and model_output not in {t.name for t in step_config.output}:
                 problems.append(Problem(f"{where}.output_map", f"key {model_output!r} is not an output of {step.model_name!r} "
                                         f"(its outputs: {[t.name for t in step_config.output]}).",
                                         "keys are the step model's own tensor names; values are ensemble tensor names."))
-            available.add(tensor)
+    if not problems:
+        stuck = [step.model_name for step in steps if step.model_name not in data_flow_order(config)]
+        if stuck:
+            problems.append(Problem("ensemble_scheduling", f"step(s) {stuck} can never run: each waits for a tensor "
+                                    "that only it, or a step after it in the data flow, produces (a cycle).",
+                                    "follow the tensors from the ensemble's input: each step reads what an earlier one writes."))
     for tensor in config.output:
         if tensor.name not in available:
             problems.append(Problem(f"output {tensor.name!r}", "no step's output_map produces this ensemble output.",
@@ -380,7 +407,7 @@ def validate_config(config: ModelConfig, model_dir: Path | None = None, reposito
     models, names/dtypes/shapes against the file; with `repository` it checks that
     ensemble steps exist and their maps name real tensors. `gpu_available` defaults to has_gpu().
 
-    Introduced in 04_triton.
+    Introduced in 07_ensembles.
     """
     problems: list[Problem] = []
     kind = model_kind(config)

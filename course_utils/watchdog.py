@@ -43,7 +43,7 @@ _lock = threading.Lock()
 def registry_dir() -> Path:
     """This user's private folder of registries (mode 0700), one file per kernel.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     folder = Path(tempfile.gettempdir()) / f"course-servers-{os.getuid()}"
     folder.mkdir(mode=0o700, exist_ok=True)
@@ -55,7 +55,7 @@ def registry_dir() -> Path:
 def registry_path(pid: int | None = None) -> Path:
     """The registry file of a process (default: this one): one entry per running server.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     return registry_dir() / f"{pid or os.getpid()}.json"
 
@@ -78,7 +78,7 @@ def _write(registry: Path, entries: dict[str, dict]) -> None:
 def guard(process_group: int, shm_prefix: str = "", tmp_dir: str | Path = "") -> None:
     """Register a running server (its process group) to be stopped if this process dies.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     global _watchdog
     if process_start_ticks(os.getpid()) is None:
@@ -102,7 +102,7 @@ def guard(process_group: int, shm_prefix: str = "", tmp_dir: str | Path = "") ->
 def release(process_group: int) -> None:
     """Forget a server that was stopped normally.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     with _lock, contextlib.suppress(OSError):   # a full disk: the watchdog finds the group gone later
         registry = registry_path()
@@ -114,7 +114,7 @@ def release(process_group: int) -> None:
 def sweep_orphans() -> list[Path]:
     """Clean up after this user's kernels that died while their watchdog could not run.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     swept = []
     for registry in registry_dir().glob("*.json"):
@@ -149,7 +149,7 @@ def clean_up(registry: Path) -> None:
     Only this user's server processes, the course's shm prefixes and short temp folders
     are touched, whatever the file says.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     import psutil
 

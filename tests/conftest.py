@@ -80,3 +80,24 @@ def churn_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"model": save_torchscript(train_churn_model().model, folder / "churn.pt"),
             "labels": write_index_to_name(CHURN_CLASSES, folder),
             "handler": handler_file("churn_handler"), "base": handler_file("batch_safe")}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In the fast loop (`-m "not slow"`), a test that starts a server or a kernel fails, naming the mark it lacks.
+
+    So `slow` has to mark every test that starts a real server or executes a notebook.
+    """
+    if config.getoption("markexpr", "") != "not slow":
+        return
+    import jupyter_client
+
+    from course_utils.torchserve import TorchServe
+    from course_utils.triton import TritonServer
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("this test starts a server or a kernel: mark it @pytest.mark.slow "
+                           "(make test-fast runs unit tests only)")
+
+    for server in (TorchServe, TritonServer):
+        server._launch = server._attach = refuse
+    jupyter_client.KernelManager.start_kernel = refuse

@@ -1,4 +1,4 @@
-from course_utils.grading import Check, Fail, parse_verdicts, run_checks
+from course_utils.machinery.grading import Check, Fail, parse_verdicts, run_checks
 
 
 def test_verdict_lines_round_trip_and_dependencies_skip(capsys):
@@ -21,10 +21,29 @@ def test_verdict_lines_round_trip_and_dependencies_skip(capsys):
 
 
 def test_the_grade_command_names_the_next_exercise_to_do():
-    from course_utils.grade import ExerciseScore, next_step
-    from course_utils.grading import Verdict
+    from course_utils.machinery.grade import ExerciseScore, next_step
+    from course_utils.machinery.grading import Verdict
 
     done = ExerciseScore("ex01_custom_handler", [Verdict("1.1", 2, True, "ok")])
     half = ExerciseScore("ex02_deploy_image_classifier", [Verdict("2.1", 2, True, "a"), Verdict("2.2", 3, False, "b")])
     assert next_step([half, done]).startswith("Next: ex02_deploy_image_classifier (2/5 points). Open exercises/")
     assert next_step([done]).startswith("All graded exercises have full marks")
+
+
+def test_requires_holds_across_grader_cells_and_the_graders_own_failure_is_named_as_such(capsys):
+    import functools
+
+    from course_utils.ports import wait_until
+
+    def wrong():
+        raise Fail("no")
+
+    run_checks([Check("7.91", 1, "first cell", wrong)], show=False)
+    later = run_checks([Check("7.92", 1, "second cell", lambda: None, ("7.91",)),
+                        Check("7.93", 1, "never run", lambda: None, ("7.99",))], show=False)
+    assert [v.reason for v in later] == ["skipped: needs check 7.91 to pass first",
+                                         "skipped: needs check 7.99 to pass first (run its grader cell first)"]
+    grader_bug = run_checks([Check("7.94", 1, "grader", functools.partial(wait_until, lambda: None, 0, "x"))],
+                            show=False)[0]
+    assert grader_bug.reason.startswith("the grader itself failed (TimeoutError: Timed out after 0 s waiting for x")
+    assert "not your code" in grader_bug.reason

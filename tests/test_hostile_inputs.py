@@ -11,7 +11,6 @@ from course_utils.hostile_inputs import churn_hostile_inputs, digit_hostile_inpu
 from course_utils.models import train_digit_cnn
 from course_utils.torchserve import ModelSettings, TorchServe
 
-pytestmark = pytest.mark.slow
 
 # What each input must get, and a word its message must contain.
 CHURN_EXPECTED = {
@@ -59,15 +58,18 @@ def check_rows(rows: list[dict], expected: dict[str, tuple[int, str]]) -> None:
         assert word in row["message"] and row["message"].isascii(), row
 
 
+@pytest.mark.slow
 def test_every_hostile_json_input_fails_alone_with_a_4xx_that_says_why(server):
     good = {"json": {"data": [24, 80.5, 2, 12]}}
     check_rows(probe(server, "churn", churn_hostile_inputs(), good), CHURN_EXPECTED)
 
 
+@pytest.mark.slow
 def test_every_hostile_image_fails_alone_and_no_image_is_decoded_past_the_pixel_cap(server):
     check_rows(probe(server, "digits", digit_hostile_inputs(), {"data": server.png}), DIGIT_EXPECTED)
 
 
+@pytest.mark.slow
 def test_the_triton_preprocessor_answers_each_hostile_image_with_400_and_keeps_serving(tmp_path):
     """Triton's Python backend: every bad image gets INVALID_ARG (HTTP 400); the stub survives and serves."""
     import numpy as np
@@ -116,6 +118,7 @@ TRITON_EXPECTED = {
 }
 
 
+@pytest.mark.slow
 def test_the_served_churn_model_refuses_each_hostile_request_alone_and_its_stub_survives(tmp_path):
     """Triton's Python backend (the CPU serving copy): NaN/Inf get 400 from the model; the neighbour is served."""
     from concurrent.futures import ThreadPoolExecutor

@@ -14,7 +14,7 @@ import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_server.services.contents.filemanager import FileContentsManager
 
-from course_utils.notebook_store import KERNELSPEC, as_text, normalized
+from course_utils.machinery.notebook_store import KERNELSPEC, as_text, normalized
 from course_utils.paths import REPO_ROOT
 
 NOTEBOOKS = sorted([*REPO_ROOT.glob("notebooks/*.ipynb"), *REPO_ROOT.glob("solutions/*.ipynb"),
@@ -80,3 +80,16 @@ def test_lesson_00_shows_the_doctor_table_the_doctor_prints_today():
     stored = "".join(o.get("text", "") for o in cell.outputs)
     stored_checks = [line.split("  ")[0] for line in stored.splitlines()[2:] if line.strip() and "  " in line]
     assert stored_checks == [f.name for f in all_findings()]
+
+
+@pytest.mark.parametrize("path", sorted(REPO_ROOT.glob("notebooks/*.ipynb")), ids=lambda p: p.stem)
+def test_every_lesson_has_check_yourself_prompts_with_answers_and_names_its_exercise(path):
+    cells = nbformat.read(path, as_version=4).cells
+    markdown = ["".join(c["source"]) for c in cells if c["cell_type"] == "markdown"]
+    questions = sum(len(re.findall(r"\*\*Check yourself\.\*\*|Predict first", text)) for text in markdown)
+    answers = sum(text.count("<summary><b>Check yourself: the answer</b></summary>") for text in markdown)
+    assert questions >= 2 and answers >= 2, (questions, answers)
+    practice = markdown[0].split("**Practice:**")[-1] if "**Practice:**" in markdown[0] else ""
+    links = re.findall(r"\(\.\./exercises/(ex\d\d_\w+)\.ipynb\)", practice)
+    assert practice and links, "the lesson's first cell says which exercise practises it (**Practice:** ...)"
+    assert all((REPO_ROOT / "exercises" / f"{name}.ipynb").is_file() for name in links), links

@@ -9,7 +9,6 @@ from course_utils.perf_analyzer import PerfAnalyzerError, perf_analyzer_command,
 from course_utils.triton import TritonServer
 from course_utils.triton_config import io_tensor, model_config, write_config
 
-pytestmark = pytest.mark.slow
 
 
 def test_command_rejects_an_unknown_protocol(tmp_path):
@@ -17,6 +16,7 @@ def test_command_rejects_an_unknown_protocol(tmp_path):
         perf_analyzer_command("m", "127.0.0.1:1", tmp_path / "x.csv", protocol="https")
 
 
+@pytest.mark.slow
 def test_perf_analyzer_measures_triton_over_grpc(tmp_path):
     from course_utils.models import train_churn_model
     from course_utils.onnx_tools import export_onnx
@@ -39,6 +39,7 @@ def test_perf_analyzer_measures_triton_over_grpc(tmp_path):
     assert (table.throughput > 0).all() and (table.p99_ms >= table.p50_ms).all()
 
 
+@pytest.mark.slow
 def test_perf_analyzer_measures_torchserve_with_its_token(churn_files, tmp_path):
     from course_utils.archiver import archive_model
     from course_utils.torchserve import TorchServe

@@ -24,6 +24,7 @@ def store(churn_files, tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_two_servers_side_by_side_then_nothing_left(store, tmp_path):
     servers = [TorchServe(store, tmp_path / f"s{i}", models=["churn.mar"]) for i in range(2)]
     with ThreadPoolExecutor(2) as pool:
@@ -42,6 +43,7 @@ def test_two_servers_side_by_side_then_nothing_left(store, tmp_path):
     assert all(port_is_free(port) for port in ports)
 
 
+@pytest.mark.slow
 def test_a_work_root_of_150_characters_serves(store, tmp_path):
     """A clone under a long path: worker sockets live in a short temp folder, not under work/."""
     long_root = tmp_path / ("long-clone-path-" * 10)
@@ -62,6 +64,7 @@ def test_a_socket_path_over_the_limit_is_named_in_one_line(tmp_path):
     assert "over the 107-byte limit of Unix sockets (AF_UNIX path too long)" in problem and "\n" not in problem
 
 
+@pytest.mark.slow
 def test_token_auth_is_on_and_keys_are_not_interchangeable(store, tmp_path):
     with TorchServe(store, tmp_path / "auth", models=["churn.mar"]) as server:
         url = f"{server.inference_url}/predictions/churn"
@@ -74,6 +77,7 @@ def test_token_auth_is_on_and_keys_are_not_interchangeable(store, tmp_path):
         assert register.status_code == 405  # model API off by default
 
 
+@pytest.mark.slow
 def test_allowed_urls_refuse_outside_archives(store, tmp_path):
     with TorchServe(store, tmp_path / "urls", enable_model_api=True) as server:
         refused = requests.post(f"{server.management_url}/models", params={"url": "http://127.0.0.1:9/x.mar"},
@@ -81,6 +85,7 @@ def test_allowed_urls_refuse_outside_archives(store, tmp_path):
         assert refused.status_code == 404 and "allowed URL" in refused.json()["message"]
 
 
+@pytest.mark.slow
 def test_a_model_that_never_gets_ready_times_out_with_the_model_log(store, tmp_path):
     server = TorchServe(store, tmp_path / "broken", models=["broken.mar"], startup_timeout_s=15)
     with pytest.raises(TimeoutError, match="(?s)READY worker for model 'broken'.*not_a_module_anywhere"):
@@ -98,6 +103,7 @@ def test_clear_errors_for_a_missing_archive_and_misnamed_settings(store, tmp_pat
         server.config()
 
 
+@pytest.mark.slow
 def test_external_mode_registers_on_a_running_server_and_unregisters_at_stop(store, tmp_path, monkeypatch):
     """TORCHSERVE_URL pointed at an embedded server: the docker stack's path, without Docker."""
     shared = tmp_path / "shared_store"

@@ -10,7 +10,6 @@ from course_utils.model_repository import serving_copy
 from course_utils.triton import ModelLoadError, TritonServer
 from course_utils.triton_config import io_tensor, model_config, read_config, write_config
 
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +40,7 @@ def test_serving_copy_keeps_the_contract_and_says_what_changed(repository, tmp_p
     assert read_config(repo / "churn").platform == "onnxruntime_onnx"  # the source is untouched
 
 
+@pytest.mark.slow
 def test_start_infer_stop_leaves_nothing_behind(repository, tmp_path):
     import tritonclient.http as httpclient
 
@@ -60,6 +60,7 @@ def test_start_infer_stop_leaves_nothing_behind(repository, tmp_path):
     assert not any(region.exists() for region in regions)
 
 
+@pytest.mark.slow
 def test_load_error_quotes_the_server(repository, tmp_path):
     repo, _ = repository
     with TritonServer(repo, tmp_path / "server") as server:
@@ -74,6 +75,7 @@ def test_load_error_quotes_the_server(repository, tmp_path):
     shutil.rmtree(bad)
 
 
+@pytest.mark.slow
 def test_external_mode_uses_triton_url_and_launches_nothing(repository, tmp_path, monkeypatch):
     repo, _ = repository
     with TritonServer(repo, tmp_path / "embedded", models=["churn"]) as embedded:
@@ -101,6 +103,7 @@ def test_serving_copy_refuses_to_overwrite_the_repository(repository):
         serving_copy(repo, repo)
 
 
+@pytest.mark.slow
 def test_external_mode_copies_the_notebooks_model_folder_into_triton_repository(tmp_path, monkeypatch):
     """TRITON_URL + TRITON_REPOSITORY pointed at an embedded server: the docker stack's path, without Docker."""
     from course_utils.models import train_digit_cnn
@@ -125,6 +128,7 @@ def test_external_mode_copies_the_notebooks_model_folder_into_triton_repository(
         TritonServer(lesson_repo, tmp_path / "bad")
 
 
+@pytest.mark.slow
 def test_control_apis_need_the_key_on_http_and_grpc_while_inference_and_metrics_stay_open(repository, tmp_path):
     import stat
 
@@ -171,6 +175,7 @@ def test_work_folders_are_private(tmp_path, monkeypatch):
     assert stat.S_IMODE(folder.parent.stat().st_mode) == 0o755, "a COURSE_WORK_DIR you chose keeps its mode"
 
 
+@pytest.mark.slow
 def test_a_port_held_by_another_server_is_named_and_never_used(repository, tmp_path, monkeypatch):
     import time
 
@@ -187,6 +192,7 @@ def test_a_port_held_by_another_server_is_named_and_never_used(repository, tmp_p
         assert first.is_ready("churn") is False and first.pids(), "the first server is untouched"
 
 
+@pytest.mark.slow
 def test_a_dead_stub_is_detected_and_a_reload_recovers(repository, tmp_path):
     import time
 

@@ -18,7 +18,6 @@ from course_utils.archiver import archive_model
 from course_utils.models import train_digit_cnn
 from course_utils.pipelines import write_pipeline_steps
 
-pytestmark = pytest.mark.slow
 
 KERNEL = """
 import json, sys, time
@@ -41,6 +40,7 @@ def alive(pids: list[int]) -> list[int]:
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM, None],
                          ids=["kill -9", "SIGTERM (Jupyter's restart)", "normal exit"])
+@pytest.mark.slow
 def test_a_killed_kernel_leaves_no_server_behind_within_seconds(how, churn_files, tmp_path):
     store = tmp_path / "store"
     archive_model("churn", churn_files["model"], churn_files["handler"], store,
@@ -92,6 +92,7 @@ def test_the_same_lesson_in_a_second_kernel_stops_at_once_naming_the_first(tmp_p
     assert work_dir("02_handlers").is_dir(), "once the first kernel is gone, the folder is free"
 
 
+@pytest.mark.slow
 def test_rerunning_work_dir_stops_this_kernels_server_in_that_folder_first(churn_files, tmp_path, monkeypatch):
     from course_utils.paths import work_dir
     from course_utils.torchserve import TorchServe
@@ -131,6 +132,7 @@ def test_a_registry_left_by_a_dead_kernel_is_swept_without_touching_other_proces
         shutil.rmtree(leftover, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_a_graceful_jupyter_restart_with_three_servers_leaves_nothing_behind(churn_files, tmp_path):
     """Kernel > Restart Kernel, as JupyterLab does it: two TorchServe servers and a Triton, as in lesson 08."""
     from jupyter_client.manager import KernelManager

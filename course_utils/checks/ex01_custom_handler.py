@@ -14,7 +14,7 @@ import torch
 
 from ..archiver import archive_model, handler_file, save_torchscript, write_index_to_name
 from ..data import CHURN_CLASSES
-from ..grading import Check, Fail, Verdict, expect, run_checks_then_stop
+from ..machinery.grading import Check, Fail, Verdict, expect, run_checks_then_stop
 from ..models import train_churn_model
 from ..paths import empty_dir
 from ..torchserve import ModelSettings, TorchServe, last_worker_error
@@ -33,10 +33,32 @@ def _message_of(response: requests.Response) -> str:
     return " ".join(text.split())[:200]
 
 
-def _reference_predictions(model: torch.nn.Module) -> dict[str, int]:
-    """The class the reference model predicts for each good CSV row."""
+def _reference_answers(model: torch.nn.Module) -> dict[str, dict]:
+    """The answer the reference handler gives for each good CSV row: prediction, class_name, probabilities."""
+    answers = {}
     with torch.inference_mode():
-        return {text: int(model(torch.tensor([row], dtype=torch.float32)).argmax()) for text, row in GOOD_ROWS.items()}
+        for text, row in GOOD_ROWS.items():
+            probabilities = torch.softmax(model(torch.tensor([row], dtype=torch.float32))[0], dim=0)
+            prediction = int(probabilities.argmax())
+            answers[text] = {"prediction": prediction, "class_name": CHURN_CLASSES[str(prediction)],
+                             "probabilities": [float(p) for p in probabilities]}
+    return answers
+
+
+def _differences(got: object, wanted: dict) -> str:
+    """What differs between a handler's answer and the reference answer ("" when it matches)."""
+    if not isinstance(got, dict) or set(got) != set(wanted):
+        keys = sorted(got) if isinstance(got, dict) else type(got).__name__
+        return f"the answer must be a dict with exactly {sorted(wanted)}, got {keys}"
+    wrong = [f"{key}={got[key]!r} (expected {wanted[key]!r})" for key in ("prediction", "class_name")
+             if got[key] != wanted[key]]
+    probabilities = got["probabilities"]
+    if (not isinstance(probabilities, list) or len(probabilities) != len(wanted["probabilities"])
+            or any(not isinstance(p, (int, float)) or abs(p - q) > 1e-3
+                   for p, q in zip(probabilities, wanted["probabilities"]))):
+        expected = [round(p, 4) for p in wanted["probabilities"]]
+        wrong.append(f"probabilities={probabilities!r} (expected {expected}, the softmax of the model's output)")
+    return "; ".join(wrong)
 
 
 def grade(handler: Path, work: Path, show: bool = True) -> list[Verdict]:
@@ -47,7 +69,7 @@ def grade(handler: Path, work: Path, show: bool = True) -> list[Verdict]:
     handler = Path(handler)
     work = empty_dir(work)
     trained = train_churn_model()
-    expected = _reference_predictions(trained.model)
+    expected = _reference_answers(trained.model)
     state: dict = {}
 
     def serves() -> None:
@@ -83,17 +105,19 @@ def grade(handler: Path, work: Path, show: bool = True) -> list[Verdict]:
         return response.json()
 
     def valid_row() -> None:
-        body = answer_for("24,80.5,2,12")
-        expect(isinstance(body, dict) and "prediction" in body and "class_name" in body,
-               f"answer must be a dict with 'prediction' and 'class_name' (describe() of ChurnHandler), got {body}")
-        expect(body["prediction"] == expected["24,80.5,2,12"],
-               f"predicted {body['prediction']}, the model says {expected['24,80.5,2,12']}: "
-               "keep the column order tenure_months,monthly_charges,support_calls,contract_months")
+        problem = _differences(answer_for("24,80.5,2,12"), expected["24,80.5,2,12"])
+        expect(not problem, f"for '24,80.5,2,12': {problem}. describe() returns prediction (the argmax), class_name "
+               "(self.mapping[str(prediction)]) and both probabilities; read the columns in the order "
+               "tenure_months,monthly_charges,support_calls,contract_months")
 
     def tolerant_rows() -> None:
         for text, wanted in expected.items():
-            got = answer_for(text)["prediction"]
-            expect(got == wanted, f"for {text.strip()!r} predicted {got}, expected {wanted}: strip spaces and the newline")
+            problem = _differences(answer_for(text), wanted)
+            if problem:
+                clean = ",".join(part.strip() for part in text.strip().split(","))
+                cause = ("strip spaces and the newline" if not _differences(answer_for(clean), wanted) else
+                         "the same row without spaces is wrong too: check the column order and describe()")
+                raise Fail(f"for {text!r}: {problem}; {cause}")
 
     def rejected(body: bytes, must_mention: tuple[str, ...], hint: str) -> None:
         response = post(body)

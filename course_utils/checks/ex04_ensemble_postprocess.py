@@ -10,12 +10,12 @@ import numpy as np
 from tritonclient.grpc import model_config_pb2
 
 from ..data import DIGIT_CLASSES, write_digit_pngs
-from ..grading import Check, Verdict, expect, run_checks_then_stop
+from ..machinery.grading import Check, Verdict, expect, run_checks_then_stop
 from ..models import Trained, train_digit_cnn
 from ..paths import empty_dir
 from ..pipelines import png_batch, write_pipeline_steps
 from ..triton import TritonServer
-from ..triton_config import read_config, validate_model
+from ..triton_config import data_flow_order, read_config, validate_model
 from .live_triton import serve_for_grading
 
 ENSEMBLE = "digit_names"
@@ -31,7 +31,7 @@ def _digits() -> Trained:
 def build_repository(work: Path, write_postprocess: Callable, write_ensemble: Callable) -> Path:
     """A repository with the lesson's preprocess and digits steps plus the learner's two folders.
 
-    Introduced in ex04_ensemble_postprocess.
+    Course machinery: not used in lessons.
     """
     repository = empty_dir(Path(work) / "model_repository")
     write_pipeline_steps(repository, _digits().model)
@@ -79,8 +79,10 @@ def grade(write_postprocess: Callable, write_ensemble: Callable, work: Path, sho
     def ensemble_config() -> None:
         problems = validate_model(state["repo"] / ENSEMBLE)
         expect(not problems, f"{ENSEMBLE}: {problems[0] if problems else ''}")
-        steps = [s.model_name for s in read_config(state["repo"] / ENSEMBLE).ensemble_scheduling.step]
-        expect(steps == ["preprocess", "digits", "postprocess"], f"steps are {steps}; expected preprocess, digits, postprocess")
+        order = data_flow_order(read_config(state["repo"] / ENSEMBLE))
+        expect(order == ["preprocess", "digits", "postprocess"],
+               f"following the tensors, the steps run as {order}; expected preprocess -> digits -> postprocess "
+               "(each step's input_map names the tensor the step before it writes in its output_map)")
 
     def loads() -> None:
         serve_for_grading(state["repo"], work, ENSEMBLE, state)
@@ -101,8 +103,9 @@ def grade(write_postprocess: Callable, write_ensemble: Callable, work: Path, sho
 
     checks = [Check("4.1", 1, "write_postprocess and write_ensemble write their folders", written),
               Check("4.2", 2, "postprocess config: LOGITS [10] in, LABEL TYPE_STRING out, valid", postprocess_config, ("4.1",)),
-              Check("4.3", 2, "ensemble config: preprocess -> digits -> postprocess, maps valid", ensemble_config, ("4.1",)),
-              Check("4.4", 2, "Triton loads the ensemble and its steps", loads, ("4.2", "4.3")),
+              Check("4.3", 2, "ensemble config: data flows preprocess -> digits -> postprocess, maps valid",
+                    ensemble_config, ("4.1",)),
+              Check("4.4", 2, "Triton loads the ensemble and its steps", loads, ("4.1",)),
               Check("4.5", 3, "a batch of 8 PNGs comes back as the right class names", names_correct, ("4.4",)),
               Check("4.6", 1, "single-image requests work and the step statistics count them", single_requests, ("4.4",))]
     return run_checks_then_stop(checks, state, show=show)

@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..grading import Check, Verdict, expect, run_checks_then_stop
+from ..machinery.grading import Check, Verdict, expect, run_checks_then_stop
 from ..models import train_churn_model
 from ..onnx_tools import export_onnx, onnx_session
 from ..paths import empty_dir
@@ -72,10 +72,14 @@ def grade(fixed_config_text: Callable[[], str], work: Path, show: bool = True) -
 
     def keeps_batching() -> None:
         config = read_config(state["folder"])
-        expect(config.max_batch_size == 32, f"max_batch_size is {config.max_batch_size}; keep batching with max_batch_size: 32")
+        expect(config.max_batch_size == 32, f"max_batch_size is {config.max_batch_size}; keep batching with "
+               "max_batch_size: 32 (the clients send up to 32 rows)")
+        expect(config.HasField("dynamic_batching"), "the dynamic_batching block is gone: keep it; "
+               "`dynamic_batching { }` is enough (Triton's batcher guide starts there)")
         preferred = list(config.dynamic_batching.preferred_batch_size)
-        expect(config.HasField("dynamic_batching") and preferred and max(preferred) <= 32,
-               f"keep dynamic_batching with preferred sizes <= 32 (got {preferred})")
+        expect(all(size <= config.max_batch_size for size in preferred),
+               f"preferred_batch_size {preferred} has a size over max_batch_size {config.max_batch_size}: use sizes "
+               "within it, or drop preferred_batch_size (Triton's guide: only where it measurably helps)")
 
     def serves() -> None:
         expect(not state["problems"], f"the validator still reports: {state['problems'][0] if state['problems'] else ''}")
@@ -95,7 +99,8 @@ def grade(fixed_config_text: Callable[[], str], work: Path, show: bool = True) -
               Check("5.2", 1, "tensor names match the ONNX file", no_problem("name", hint="names come from the ONNX graph"), ("5.1",)),
               Check("5.3", 1, "data types match the ONNX file", no_problem("data_type", hint="see the model's metadata"), ("5.1",)),
               Check("5.4", 1, "dims describe one sample (no batch dimension)", no_problem("dims", hint="max_batch_size adds the batch dim"), ("5.1",)),
-              Check("5.5", 1, "batching kept: max_batch_size 32, preferred sizes within it", keeps_batching, ("5.1",)),
+              Check("5.5", 2, "batching kept: max_batch_size 32 and dynamic batching (preferred sizes, if any, within it)",
+                    keeps_batching, ("5.1",)),
               Check("5.6", 1, "instance group runs on this machine (no GPU here)", no_problem("instance_group", hint="KIND_CPU"), ("5.1",)),
-              Check("5.7", 3, "Triton loads the model and matches ONNX Runtime", serves, ("5.1",))]
+              Check("5.7", 2, "Triton loads the model, with batching, and matches ONNX Runtime", serves, ("5.1", "5.5"))]
     return run_checks_then_stop(checks, state, show=show)

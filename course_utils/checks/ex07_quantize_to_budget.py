@@ -1,4 +1,10 @@
-"""Graders for ex07_quantize_to_budget: an int8 ONNX model within a size and accuracy budget."""
+"""Graders for ex07_quantize_to_budget: an int8 ONNX model within size, accuracy and speed budgets.
+
+The size counts every file the model needs (external data too), the weights must really be
+8-bit, and at batch 64 the int8 model may take at most twice fp32's time (ONNX Runtime, one
+thread): on a CPU, ONNX Runtime's dynamic quantization meets the size budget but not this one
+(about 6x in lesson 06), so the learner has a decision to make.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +14,17 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..grading import Check, Verdict, expect, run_checks
-from ..models import Trained, train_digit_cnn
+from ..machinery.grading import Check, Fail, Verdict, expect, run_checks
+from ..models import Trained, single_thread, train_digit_cnn
 from ..onnx_tools import export_onnx, onnx_session
 from ..paths import empty_dir
-from ..quantization import size_kb
+from ..timing import interleaved_ratio
 
-SIZE_BUDGET = 0.40       # of the fp32 file
+SIZE_BUDGET = 0.40       # of the fp32 model, every file counted
+INT8_SHARE = 0.90        # of the weights' elements stored as 8-bit integers
 ACCURACY_BUDGET = 0.01   # at most one point below fp32
 AGREEMENT_FLOOR = 0.97
+SPEED_FLOOR = 0.50       # fp32 time / int8 time at batch 64: at most twice fp32's time
 _TRAINED: list[Trained] = []
 
 
@@ -29,6 +37,37 @@ def fp32_model(work: Path) -> tuple[Trained, Path]:
         _TRAINED.append(train_digit_cnn())
     trained = _TRAINED[0]
     return trained, export_onnx(trained.model, torch.from_numpy(trained.data.x_test[:2]), Path(work) / "fp32.onnx")
+
+
+def model_files(path: Path) -> list[Path]:
+    """The files an ONNX model needs: the .onnx file and every external data file its tensors name.
+
+    Course machinery: not used in lessons.
+    """
+    import onnx
+    from onnx.external_data_helper import uses_external_data
+
+    model = onnx.load(str(path), load_external_data=False)
+    files = [Path(path)]
+    for tensor in model.graph.initializer:
+        if uses_external_data(tensor):
+            location = {entry.key: entry.value for entry in tensor.external_data}["location"]
+            files.append(Path(path).parent / location)
+    return list(dict.fromkeys(files))
+
+
+def int8_share(path: Path) -> float:
+    """The share of the weights' elements (initializers of 2 or more dims) stored as int8/uint8.
+
+    Course machinery: not used in lessons.
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    weights = [t for t in model.graph.initializer if len(t.dims) >= 2]
+    total = sum(int(np.prod(t.dims)) for t in weights)
+    eight_bit = sum(int(np.prod(t.dims)) for t in weights if t.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8))
+    return eight_bit / total if total else 0.0
 
 
 def grade(quantize: Callable, work: Path, show: bool = True) -> list[Verdict]:
@@ -46,12 +85,24 @@ def grade(quantize: Callable, work: Path, show: bool = True) -> list[Verdict]:
         result = quantize(fp32_onnx, trained.data.x_train[:256], target)
         expect(target.is_file(), f"no file at {target}: write the quantized model to `out_path`")
         expect(result is not None and Path(result) == target, f"return out_path ({target}), got {result!r}")
-        session = onnx_session(target)
+        try:
+            session = onnx_session(target)
+        except Exception as err:  # noqa: BLE001 - the learner's file: any load failure is theirs to fix
+            raise Fail(f"ONNX Runtime cannot load {target.name}: {' '.join(str(err).split())[:200]}") from None
         state["logits"] = np.concatenate([session.run(None, {"input": x[i:i + 64]})[0] for i in range(0, len(x), 64)])
 
     def small() -> None:
-        ratio = size_kb(target) / size_kb(fp32_onnx)
-        expect(ratio <= SIZE_BUDGET, f"the file is {ratio:.0%} of fp32; the budget is {SIZE_BUDGET:.0%} (quantize the weights to int8)")
+        files = model_files(target)
+        missing = [f.name for f in files if not f.is_file()]
+        expect(not missing, f"the model names external data files that do not exist: {missing}")
+        ratio = sum(f.stat().st_size for f in files) / sum(f.stat().st_size for f in model_files(fp32_onnx))
+        expect(ratio <= SIZE_BUDGET, f"the model's files ({', '.join(f.name for f in files)}) are {ratio:.0%} of fp32; "
+               f"the budget is {SIZE_BUDGET:.0%} (quantize the weights to int8)")
+
+    def eight_bit() -> None:
+        share = int8_share(target)
+        expect(share >= INT8_SHARE, f"{share:.0%} of the weights are stored as 8-bit integers; expected at least "
+               f"{INT8_SHARE:.0%}: quantize with onnxruntime.quantization (weights QInt8)")
 
     def accurate() -> None:
         accuracy = float((state["logits"].argmax(1) == y).mean())
@@ -65,8 +116,27 @@ def grade(quantize: Callable, work: Path, show: bool = True) -> list[Verdict]:
         agreement = float((state["logits"].argmax(1) == reference).mean())
         expect(agreement >= AGREEMENT_FLOOR, f"agrees with fp32 on {agreement:.1%} of test images; need {AGREEMENT_FLOOR:.0%}")
 
+    def fast_enough() -> None:
+        import onnx
+
+        batch = np.ascontiguousarray(x[:64])
+        fp32, int8 = onnx_session(fp32_onnx, threads=1), onnx_session(target, threads=1)
+        with single_thread():
+            ratio = interleaved_ratio(lambda: fp32.run(None, {"input": batch}), lambda: int8.run(None, {"input": batch}),
+                                      rounds=5, repeats=50)
+        dynamic = any(node.op_type == "DynamicQuantizeLinear" for node in onnx.load(str(target)).graph.node)
+        hint = ("dynamic quantization computes activation scales on every call (lesson 06 measures it): calibrate "
+                "once with static quantization (QDQ)" if dynamic else
+                "run onnxruntime.quantization.shape_inference.quant_pre_process on the fp32 file first, then "
+                "quantize_static with QuantFormat.QDQ")
+        expect(ratio >= SPEED_FLOOR, f"at batch 64 the int8 model takes {1 / ratio:.1f}x the time of fp32 (one thread); "
+               f"the budget is {1 / SPEED_FLOOR:.0f}x: {hint}")
+
     checks = [Check("7.1", 2, "quantize writes an ONNX model that ONNX Runtime runs", writes),
-              Check("7.2", 2, f"file size at most {SIZE_BUDGET:.0%} of fp32", small, ("7.1",)),
-              Check("7.3", 2, f"accuracy within {ACCURACY_BUDGET} of fp32", accurate, ("7.1",)),
-              Check("7.4", 1, f"agrees with fp32 on at least {AGREEMENT_FLOOR:.0%} of test images", agrees, ("7.1",))]
+              Check("7.2", 1, f"the model's files, all of them, at most {SIZE_BUDGET:.0%} of fp32", small, ("7.1",)),
+              Check("7.3", 1, f"at least {INT8_SHARE:.0%} of the weights stored as 8-bit integers", eight_bit, ("7.1",)),
+              Check("7.4", 1, f"accuracy within {ACCURACY_BUDGET} of fp32", accurate, ("7.1",)),
+              Check("7.5", 1, f"agrees with fp32 on at least {AGREEMENT_FLOOR:.0%} of test images", agrees, ("7.1",)),
+              Check("7.6", 1, f"at batch 64 at most {1 / SPEED_FLOOR:.0f}x the time of fp32 (one thread)",
+                    fast_enough, ("7.3", "7.4"))]
     return run_checks(checks, show=show)

@@ -7,13 +7,17 @@ tolerances are several standard deviations wide.
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 from typing import Callable
 
+import cloudpickle
 import numpy as np
 
 from ..ab_stats import sample_size_per_variant, simulate_outcomes
-from ..grading import Check, Verdict, expect, run_checks
+from ..machinery.grading import Check, Fail, Verdict, expect, run_checks
 
 USERS = [f"user-{i:05d}" for i in range(20_000)]
 BASE_RATE, LIFT = 0.20, 0.04
@@ -40,10 +44,24 @@ def _raises_value_error(assign: Assign, share: float) -> bool:
     return False
 
 
+def _in_another_process(assign: Assign, users: list[str]) -> list[str]:
+    """assign(user, 0.5, "grading") for each user, computed in a fresh Python process (its own hash seed)."""
+    program = ("import json, sys, cloudpickle\n"
+               "assign, users = cloudpickle.loads(sys.stdin.buffer.read())\n"
+               "print(json.dumps([assign(user, 0.5, 'grading') for user in users]))")
+    done = subprocess.run([sys.executable, "-c", program], input=cloudpickle.dumps((assign, users)),
+                          capture_output=True, timeout=120, env={"PYTHONHASHSEED": "random", "PATH": ""})
+    if done.returncode != 0:
+        last = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise Fail(f"assign could not run in a fresh Python process ({last[0][:200]}); define everything it "
+                   "needs (imports, helpers) in the notebook")
+    return json.loads(done.stdout)
+
+
 def assign_checks(assign: Assign) -> list[Check]:
     """The routing checks (8.1-8.5) for assign(user_id, share_b, experiment) -> "A" | "B".
 
-    Introduced in ex08_ab_decision.
+    Course machinery: not used in lessons.
     """
     def sticky() -> None:
         first = [assign(user, 0.5, "grading") for user in USERS[:2000]]
@@ -51,6 +69,11 @@ def assign_checks(assign: Assign) -> list[Check]:
         changed = sum(a != b for a, b in zip(first, again))
         expect(changed == 0, f"{changed} of 2000 users changed variant between two calls; "
                              "derive the variant from a hash of (experiment, user_id), not from random()")
+        elsewhere = _in_another_process(assign, USERS[:2000])
+        changed = sum(a != b for a, b in zip(first, elsewhere))
+        expect(changed == 0, f"{changed} of 2000 users got another variant in another Python process (another "
+                             "router replica, or after a restart); Python's hash() of a str changes in every "
+                             "process: use hashlib.sha256")
 
     def split_holds() -> None:
         for share in (0.1, 0.5, 0.9):
@@ -80,7 +103,7 @@ def assign_checks(assign: Assign) -> list[Check]:
         expect(abs(agreement - 0.5) < 0.03, f"two experiments put {agreement:.1%} of users in the same variant "
                                             "(independent experiments: about 50 %); hash the experiment name too")
 
-    return [Check("8.1", 1, "the same user always gets the same variant", sticky),
+    return [Check("8.1", 1, "the same user always gets the same variant, also in another process", sticky),
             Check("8.2", 2, "the split holds within 4 standard deviations for share_b 0.1, 0.5, 0.9", split_holds, ("8.1",)),
             Check("8.3", 1, "share_b 0 and 1 are all-A and all-B; a share outside [0, 1] raises ValueError", edges, ("8.1",)),
             Check("8.4", 1, "raising the canary's share never moves a user from B back to A", canary_only_adds, ("8.2",)),
@@ -97,7 +120,7 @@ def _experiment(decide: Decide, rate_a: float, rate_b: float, users: int, needed
 def decide_checks(decide: Decide) -> list[Check]:
     """The decision checks (8.6-8.9) for decide(successes_a, users_a, successes_b, users_b, needed, alpha).
 
-    Introduced in ex08_ab_decision.
+    Course machinery: not used in lessons.
     """
     needed = sample_size_per_variant(BASE_RATE, LIFT, ALPHA, 0.8)
     allowed = {"ship B", "keep A", "no difference", "keep collecting"}
@@ -106,7 +129,15 @@ def decide_checks(decide: Decide) -> list[Check]:
         cases = [((200, 1000, 300, 1000, 500), "ship B", "B converts 30 % vs A's 20 % on 1000 users each"),
                  ((300, 1000, 200, 1000, 500), "keep A", "B converts 20 % vs A's 30 %"),
                  ((200, 1000, 202, 1000, 500), "no difference", "20.0 % vs 20.2 %"),
-                 ((20, 100, 40, 100, 500), "keep collecting", "100 users per variant of the 500 planned")]
+                 ((20, 100, 40, 100, 500), "keep collecting", "100 users per variant of the 500 planned"),
+                 ((100, 499, 150, 500, 500), "keep collecting", "A has 499 users of the 500 planned (B has 500)"),
+                 ((100, 500, 150, 499, 500), "keep collecting", "B has 499 users of the 500 planned (A has 500)"),
+                 ((100, 500, 150, 500, 500), "ship B", "exactly the 500 planned users each, 20 % vs 30 %"),
+                 ((150, 500, 100, 500, 500), "keep A", "exactly the 500 planned users each, 30 % vs 20 %"),
+                 ((200, 1000, 238, 1000, 500), "ship B", "20.0 % vs 23.8 % (two-sided p = 0.040, just under alpha)"),
+                 ((200, 1000, 235, 1000, 500), "no difference", "20.0 % vs 23.5 % (two-sided p = 0.058, just over "
+                                                                "alpha; a one-sided test would say 0.029)"),
+                 ((200, 1000, 164, 1000, 500), "keep A", "20.0 % vs 16.4 % (two-sided p = 0.037)")]
         for args, expected, story in cases:
             answer = decide(*args, ALPHA)
             expect(answer in allowed, f"decide must return one of {sorted(allowed)}, got {answer!r}")
@@ -134,7 +165,7 @@ def decide_checks(decide: Decide) -> list[Check]:
         expect(power >= POWER_FLOOR, f"with the planned {needed} users per variant and a true lift of {LIFT}, "
                                      f"only {power:.1%} of experiments shipped B; expected about 80 %")
 
-    return [Check("8.6", 2, "decisions on four known cases: ship B, keep A, no difference, keep collecting", known_cases),
+    return [Check("8.6", 2, "decisions on known cases, on both sides of the planned size and of alpha", known_cases),
             Check("8.7", 1, "finds a large known lift in at least 19 of 20 simulated experiments", finds_the_known_lift, ("8.6",)),
             Check("8.8", 2, f"A/A experiments declare a winner at most {FALSE_POSITIVE_CEILING:.0%} of the time",
                   few_false_positives, ("8.6",)),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..grading import Fail
+from ..machinery.grading import Fail
 from ..triton import ModelLoadError, TritonServer
 
 
@@ -12,7 +12,7 @@ def serve_for_grading(repository: Path, work: Path, model: str, state: dict) -> 
     """Start tritonserver on `repository`, keep it in state["server"] for the grader to stop, load `model`.
 
     A load error becomes a Fail that quotes the server's reason.
-    Introduced in ex03_onnx_to_triton.
+    Course machinery: not used in lessons.
     """
     server = TritonServer(repository, Path(work) / "server")
     state["server"] = server.start()

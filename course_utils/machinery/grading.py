@@ -14,12 +14,20 @@ the learner's code, so a correct answer written differently passes.
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import sys
 import traceback
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable, Iterable
 
+PACKAGE_DIR = Path(__file__).resolve().parents[1]   # course_utils/: the grader's own code
 PASS, FAIL = "✅", "❌"
+# Set by the grade commands: run_checks() also records each verdict there (JSON lines), and the
+# score is read from that record, never from what a notebook printed.
+VERDICTS_FILE_ENV = "COURSE_VERDICTS_FILE"
 VERDICT_LINE = re.compile(rf"^({PASS}|{FAIL}) (\S+) \[(\d+)/(\d+)\] (.*)$")
 
 
@@ -58,24 +66,43 @@ class Verdict:
         return text if self.passed else f"{text} — {self.reason}"
 
 
+def _learner_frame(err: BaseException) -> traceback.FrameSummary | None:
+    """The innermost frame of the traceback that is the learner's code (a notebook cell or their file)."""
+    library = (str(PACKAGE_DIR), sys.prefix, sys.base_prefix, "<frozen")
+    frames = traceback.extract_tb(err.__traceback__) if err.__traceback__ else []
+    mine = [f for f in frames if not f.filename.startswith(library)]
+    return mine[-1] if mine else None
+
+
 def _explain(err: BaseException) -> str:
-    """Turn an exception from the learner's code into a short, actionable sentence."""
+    """Turn an exception raised during a check into a short, actionable sentence.
+
+    An exception that passed through the learner's code is reported as theirs, at their line;
+    one raised by the grader alone (its own request, a model it trains) is reported as the grader's.
+    """
     if isinstance(err, Fail):
         return str(err)
     if isinstance(err, NotImplementedError):
         return "not implemented yet: replace `raise NotImplementedError()` with your code"
-    where = traceback.extract_tb(err.__traceback__)[-1] if err.__traceback__ else None
-    place = f" (in {where.name}, line {where.lineno})" if where else ""
     message = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    return f"your code raised {type(err).__name__}{place}: {message}".rstrip(": ")
+    where = _learner_frame(err)
+    if where is None:
+        return (f"the grader itself failed ({type(err).__name__}: {message[:200]}), not your code: run the grader "
+                "cell again, and tell your instructor if it happens again").replace(": )", ")")
+    return f"your code raised {type(err).__name__} (in {where.name}, line {where.lineno}): {message}".rstrip(": ")
 
 
-def _run_check(check: Check, failed: set[str]) -> Verdict:
-    """Run one check; a check whose prerequisite failed is not run and fails with that reason."""
-    blocked = [c for c in check.requires if c in failed]
+# Outcomes of every check run in this kernel, so that `requires` also holds across grader cells.
+_OUTCOMES: dict[str, bool] = {}
+
+
+def _run_check(check: Check) -> Verdict:
+    """Run one check; a check whose prerequisite has not passed (in any grader cell) is not run and fails."""
+    blocked = [c for c in check.requires if not _OUTCOMES.get(c, False)]
     if blocked:
+        unrun = " (run its grader cell first)" if any(c not in _OUTCOMES for c in blocked) else ""
         return Verdict(check.check_id, check.points, False, check.description,
-                       f"skipped: needs check {', '.join(blocked)} to pass first")
+                       f"skipped: needs check {', '.join(blocked)} to pass first{unrun}")
     try:
         check.test()
     except Exception as err:  # the learner's code may raise anything
@@ -87,15 +114,14 @@ def _run_check(check: Check, failed: set[str]) -> Verdict:
 def run_checks(checks: Iterable[Check], show: bool = True) -> list[Verdict]:
     """Run checks in order, print one verdict line each and a total; return the verdicts.
 
-    Introduced in ex01_custom_handler.
+    Course machinery: not used in lessons.
     """
     verdicts: list[Verdict] = []
-    failed: set[str] = set()
     for check in checks:
-        verdict = _run_check(check, failed)
-        if not verdict.passed:
-            failed.add(check.check_id)
+        verdict = _run_check(check)
+        _OUTCOMES[check.check_id] = verdict.passed
         verdicts.append(verdict)
+        _record(verdict)
         if show:
             print(verdict.line(), flush=True)
     if show:
@@ -103,10 +129,30 @@ def run_checks(checks: Iterable[Check], show: bool = True) -> list[Verdict]:
     return verdicts
 
 
+def _record(verdict: Verdict) -> None:
+    """Append the verdict to the grade command's record, when a grade command runs this notebook."""
+    path = os.environ.get(VERDICTS_FILE_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as record:
+            record.write(json.dumps(asdict(verdict)) + "\n")
+
+
+def read_verdicts(path: str | os.PathLike) -> list[Verdict]:
+    """The verdicts run_checks() recorded in a grade command's record file ([] if there is none).
+
+    Course machinery: not used in lessons.
+    """
+    try:
+        lines = open(path, encoding="utf-8").read().splitlines()
+    except FileNotFoundError:
+        return []
+    return [Verdict(**json.loads(line)) for line in lines if line.strip()]
+
+
 def run_checks_then_stop(checks: Iterable[Check], state: dict, show: bool = True) -> list[Verdict]:
     """run_checks(), then stop the server a check left in state["server"], whatever happened.
 
-    Introduced in ex01_custom_handler.
+    Course machinery: not used in lessons.
     """
     try:
         return run_checks(checks, show=show)
@@ -118,7 +164,7 @@ def run_checks_then_stop(checks: Iterable[Check], state: dict, show: bool = True
 def expect(condition: bool, message: str) -> None:
     """Raise Fail(message) unless condition holds (a readable assert for checks).
 
-    Introduced in ex01_custom_handler.
+    Course machinery: not used in lessons.
     """
     if not condition:
         raise Fail(message)
@@ -127,7 +173,7 @@ def expect(condition: bool, message: str) -> None:
 def parse_verdicts(text: str) -> list[Verdict]:
     """Read verdict lines back from printed output (used by the grade command and tests).
 
-    Introduced in ex01_custom_handler.
+    Course machinery: not used in lessons.
     """
     verdicts = []
     for line in text.splitlines():

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import nbformat
 
-from .paths import without_machine_paths
+from ..paths import without_machine_paths
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 LANGUAGE_INFO = {

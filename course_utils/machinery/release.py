@@ -28,7 +28,7 @@ from pathlib import Path
 import nbformat
 
 from .notebook_store import as_text, normalized
-from .paths import REPO_ROOT
+from ..paths import REPO_ROOT
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 SOLUTIONS_DIR = REPO_ROOT / "solutions"

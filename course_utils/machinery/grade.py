@@ -1,0 +1,233 @@
+"""Grade exercise notebooks: the learner's `make grade`, and one notebook for the instructor's command.
+
+A notebook is never graded as it is. `restored()` rebuilds it from the course's own copy of the
+exercise (nbgrader's idea): every cell comes from the student copy that release writes, except
+the answer cells (cells that hold a solution region in solutions/), which keep the learner's
+text. An edited grader cell is graded as the original; cells the learner added do not run.
+
+The rebuilt notebook runs in a fresh kernel with its own work folder. run_checks() records each
+verdict in a file (COURSE_VERDICTS_FILE), and the score counts only the exercise's own checks,
+with their own points: the answer key is the verdict lines stored in the reference solution.
+✅ lines a notebook prints count for nothing.
+
+Run as `python -m course_utils.machinery.grade NOTEBOOK RESULT.json` it grades one notebook and writes
+the result as JSON (the instructor's command runs each submission so, under a time limit).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from .grading import VERDICTS_FILE_ENV, Verdict, parse_verdicts, read_verdicts
+from .notebook_runner import execute, is_grader_cell
+from .notebook_store import write
+from .release import BEGIN, EXERCISES_DIR, SOLUTIONS_DIR, student_copy
+
+# Answer code that reaches for the grading machinery itself: flagged for the instructor to read.
+SUSPICIOUS = re.compile(r"COURSE_VERDICTS|course_utils\.machinery|\bread_verdicts\b|\brun_checks\b|\bVerdict\b|"
+                        r"course_utils\.checks\.\w+\.\w+\s*=|\bgrader\.\w+\s*=")
+
+
+@dataclass(frozen=True)
+class ExerciseScore:
+    """The verdicts of one graded exercise notebook, and notes for the learner."""
+
+    name: str
+    verdicts: list[Verdict]
+    notes: list[str] = field(default_factory=list)
+    status: str = "graded"   # or "timeout", "error", "not submitted"
+
+    @property
+    def score(self) -> int:
+        return sum(v.score for v in self.verdicts)
+
+    @property
+    def points(self) -> int:
+        return sum(v.points for v in self.verdicts)
+
+
+# ----- the exercise a notebook answers, and its key ------------------------------------------
+def solution_for(path: Path, solutions_dir: Path = SOLUTIONS_DIR) -> Path:
+    """The reference solution of the exercise a notebook answers, found by its name's exNN prefix.
+
+    Course machinery: not used in lessons.
+    """
+    match = re.match(r"(ex\d\d)", Path(path).name)
+    found = sorted(solutions_dir.glob(f"{match.group(1)}_*.ipynb")) if match else []
+    if len(found) != 1:
+        known = ", ".join(p.name for p in sorted(solutions_dir.glob("ex*.ipynb")))
+        raise ValueError(f"{Path(path).name}: not an exercise notebook; name it like one of {known}")
+    return found[0]
+
+
+def answer_key(solution: Path) -> dict[str, Verdict]:
+    """Check id -> the reference verdict (points, description), from the solution's stored grader output.
+
+    Course machinery: not used in lessons.
+    """
+    notebook = nbformat.read(solution, as_version=4)
+    key: dict[str, Verdict] = {}
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and is_grader_cell(cell.source):
+            text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+            key.update((v.check_id, v) for v in parse_verdicts(text))
+    if not key:
+        raise ValueError(f"{solution.name} stores no verdict lines; execute it (python -m course_utils execute)")
+    return key
+
+
+def scored(key: dict[str, Verdict], recorded: list[Verdict]) -> list[Verdict]:
+    """One verdict per check of the key, in its order and with its points; the last recorded outcome counts.
+
+    Course machinery: not used in lessons.
+    """
+    latest = {v.check_id: v for v in recorded}
+    verdicts = []
+    for check_id, model in key.items():
+        got = latest.get(check_id)
+        if got is None:
+            verdicts.append(Verdict(check_id, model.points, False, model.description,
+                                    "not run: the grader stopped before this check (see the notes)"))
+        else:
+            verdicts.append(Verdict(check_id, model.points, got.passed, model.description, got.reason))
+    return verdicts
+
+
+# ----- rebuilding the notebook from the course's copy --------------------------------------------
+def restored(submitted: nbformat.NotebookNode, solution: nbformat.NotebookNode
+             ) -> tuple[nbformat.NotebookNode, list[str]]:
+    """The notebook to grade: the student copy with the learner's answer cells put in; and notes.
+
+    Answer cells (those with a solution region) are matched by cell id. Every other cell runs
+    as the exercise has it; cells the learner added are left out (helpers belong in an answer cell).
+
+    Course machinery: not used in lessons.
+    """
+    template = student_copy(solution)
+    answers = {cell.id for cell in solution.cells if BEGIN in cell.source}
+    if not all(cell.get("id") for cell in submitted.cells):
+        raise ValueError("the notebook's cells have no ids (nbformat 4.5); submit the .ipynb JupyterLab saved")
+    theirs = {cell.id: cell for cell in submitted.cells}
+    notes, cells = [], []
+    for number, cell in enumerate(template.cells, start=1):
+        mine = theirs.get(cell.id)
+        if cell.id in answers and mine is not None:
+            cell = nbformat.from_dict({**cell, "source": mine.source})
+            found = SUSPICIOUS.search(cell.source)
+            if found:
+                notes.append(f"REVIEW: answer cell {number} reaches into the grading machinery ({found.group(0)!r})")
+        elif mine is None:
+            notes.append(f"cell {number} was missing; it ran as the exercise has it")
+        elif mine.source != cell.source and cell.cell_type == "code":
+            notes.append(f"cell {number} is not an answer cell; your edits to it were set aside "
+                         "(it ran as the exercise has it)")
+        cells.append(cell)
+    known = {cell.id for cell in template.cells}
+    added = [cell for cell in submitted.cells if cell.id not in known and cell.cell_type == "code"]
+    if added:
+        notes.append(f"{len(added)} code cell(s) you added did not run: grading runs only the answer cells, "
+                     "so put helpers inside an answer cell")
+    notebook = nbformat.from_dict({**template, "cells": []})
+    notebook.cells = [nbformat.from_dict({**c, "outputs": [], "execution_count": None}) if c.cell_type == "code"
+                      else c for c in cells]
+    return notebook, notes
+
+
+# ----- grading one notebook ---------------------------------------------------------------------
+def grade_notebook(path: Path, timeout_s: int = 600) -> ExerciseScore:
+    """Rebuild one exercise notebook from the course's copy, run it in a fresh kernel, and score it.
+
+    Course machinery: not used in lessons.
+    """
+    path = Path(path)
+    solution = solution_for(path)
+    key = answer_key(solution)
+    notebook, notes = restored(nbformat.read(path, as_version=4), nbformat.read(solution, as_version=4))
+    # Its own work folder: never the one of a kernel where the learner has this exercise open.
+    with tempfile.TemporaryDirectory(prefix="grade-") as folder:
+        runnable = write(notebook, Path(folder) / path.name)
+        record = Path(folder) / "verdicts.jsonl"
+        cells = execute(runnable, timeout_s=timeout_s, cwd=EXERCISES_DIR,
+                        env={"COURSE_WORK_DIR": str(Path(folder) / "work"), VERDICTS_FILE_ENV: str(record)})
+        recorded = read_verdicts(record)
+    for number, cell in enumerate(cells, start=1):
+        if cell.error and not is_grader_cell(cell.source):
+            notes.append(f"code cell {number} raised {cell.error.splitlines()[0][:200]}")
+    return ExerciseScore(solution.stem, scored(key, recorded), notes)
+
+
+def score_table(scores: list[ExerciseScore]) -> str:
+    """A text table: one row per exercise with its checks passed and points.
+
+    Course machinery: not used in lessons.
+    """
+    rows = [("exercise", "checks passed", "points")]
+    for s in scores:
+        rows.append((s.name, f"{sum(v.passed for v in s.verdicts)}/{len(s.verdicts)}", f"{s.score}/{s.points}"))
+    rows.append(("total", "", f"{sum(s.score for s in scores)}/{sum(s.points for s in scores)}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "\n".join(f"{a:<{widths[0]}}  {b:>{widths[1]}}  {c:>{widths[2]}}" for a, b, c in rows)
+
+
+def grade_main(targets: list[Path]) -> int:
+    """Grade notebooks (default: every exercises/ex*.ipynb) and print the table.
+
+    Course machinery: not used in lessons.
+    """
+    paths: list[Path] = []
+    for target in targets or [EXERCISES_DIR]:
+        paths += sorted(target.glob("ex*.ipynb")) if target.is_dir() else [target]
+    if not paths:
+        print("no exercise notebooks found; pass a path such as exercises/ex01_custom_handler.ipynb")
+        return 1
+    scores = []
+    for path in paths:
+        print(f"grading {path} ...", flush=True)
+        scores.append(grade_notebook(path))
+        for line in [*(v.line() for v in scores[-1].verdicts), *(f"note: {n}" for n in scores[-1].notes)]:
+            print("  " + line)
+    print()
+    print(score_table(scores))
+    print()
+    print(next_step(scores))
+    return 0
+
+
+def next_step(scores: list[ExerciseScore]) -> str:
+    """One line: the first exercise (in course order) without full marks, or that all are done.
+
+    Course machinery: not used in lessons.
+    """
+    for score in sorted(scores, key=lambda s: s.name):
+        if score.points == 0 or score.score < score.points:
+            return (f"Next: {score.name} ({score.score}/{score.points} points). Open exercises/{score.name}.ipynb, "
+                    "answer where it says YOUR CODE HERE, and run its grader cells; the ❌ lines say what to fix.")
+    return "All graded exercises have full marks. Next: the closing benchmark, notebooks/09_benchmark.ipynb."
+
+
+def result_json(score: ExerciseScore) -> str:
+    """One graded notebook as JSON (what `python -m course_utils.machinery.grade` writes).
+
+    Course machinery: not used in lessons.
+    """
+    return json.dumps(asdict(score), ensure_ascii=False)
+
+
+def result_from_json(text: str) -> ExerciseScore:
+    """The ExerciseScore that result_json() wrote.
+
+    Course machinery: not used in lessons.
+    """
+    data = json.loads(text)
+    return ExerciseScore(data["name"], [Verdict(**v) for v in data["verdicts"]], data["notes"], data["status"])
+
+
+if __name__ == "__main__":
+    Path(sys.argv[2]).write_text(result_json(grade_notebook(Path(sys.argv[1]))), encoding="utf-8")
