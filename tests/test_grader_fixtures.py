@@ -26,13 +26,19 @@ def fixture(name: str):
     return module
 
 
+def score(verdicts: list[Verdict]) -> str:
+    return f"{sum(v.score for v in verdicts)}/{sum(v.points for v in verdicts)}"
+
+
 def all_pass(verdicts: list[Verdict]) -> None:
+    print(f"\nscore {score(verdicts)} (correct, written differently)")
     assert all(v.passed for v in verdicts), [v.line() for v in verdicts if not v.passed]
 
 
 def fails(verdicts: list[Verdict], expected: dict[str, str]) -> None:
     """Exactly the checks in `expected` fail (directly, not skipped), each with a reason containing its word."""
     failed = {v.check_id: v.reason for v in verdicts if not v.passed and not v.reason.startswith("skipped")}
+    print(f"\nscore {score(verdicts)} (wrong: fails {sorted(failed)})")
     assert set(failed) == set(expected), failed
     for check_id, word in expected.items():
         assert word in failed[check_id], (check_id, failed[check_id])
