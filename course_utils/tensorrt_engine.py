@@ -9,8 +9,10 @@ Written against TensorRT 10 (NGC 24.xx-25.xx):
 * tensors are addressed by name (`set_input_shape`, `set_tensor_address`,
   `execute_async_v3`), bindings are gone;
 * FP16 is a builder flag (`BuilderFlag.FP16`). TensorRT 11 removes that flag and
-  INT8 calibrators: precision then comes from the network itself ("strongly
-  typed"), e.g. an ONNX file exported in fp16.
+  INT8 calibrators: networks are strongly typed, so precision comes from the ONNX
+  file itself. NVIDIA's route to such a file is the TensorRT Model Optimizer
+  (ModelOpt), which writes the reduced-precision or Q/DQ ONNX model; on TensorRT 11
+  build_engine(fp16=True) says so instead of building an fp32 engine silently.
 Buffers are torch CUDA tensors, so no pycuda is needed.
 """
 
@@ -43,7 +45,8 @@ def build_engine(onnx_path: Path, plan_path: Path, input_name: str, sample_shape
 
     `sample_shape` is one sample's shape (e.g. (1, 8, 8)); the profile allows
     batches min_batch..max_batch and tunes kernels for opt_batch. FP16 is used when
-    requested and the GPU has fast FP16. Introduced in 05_onnx_and_tensorrt.
+    requested and the GPU has fast FP16; TensorRT 11 refuses fp16=True with the reason.
+    Introduced in 05_onnx_and_tensorrt.
     """
     available, reason = tensorrt_status()
     if not available:
@@ -62,8 +65,13 @@ def build_engine(onnx_path: Path, plan_path: Path, input_name: str, sample_shape
     profile = builder.create_optimization_profile()
     profile.set_shape(input_name, (min_batch, *sample_shape), (opt_batch, *sample_shape), (max_batch, *sample_shape))
     config.add_optimization_profile(profile)
-    if fp16 and builder.platform_has_fast_fp16 and hasattr(trt.BuilderFlag, "FP16"):
-        config.set_flag(trt.BuilderFlag.FP16)
+    if fp16:
+        if not hasattr(trt.BuilderFlag, "FP16"):   # TensorRT 11: strongly typed networks only
+            raise RuntimeError(f"TensorRT {trt.__version__} has no FP16 builder flag: precision comes from the ONNX "
+                               "file. Convert it with the TensorRT Model Optimizer (ModelOpt), or build with "
+                               "fp16=False for an fp32 engine")
+        if getattr(builder, "platform_has_fast_fp16", True):   # deprecated in TensorRT 10: read it only here
+            config.set_flag(trt.BuilderFlag.FP16)
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise RuntimeError("TensorRT failed to build the engine; see the log lines above")

@@ -1,8 +1,9 @@
 """Write and check Triton's config.pbtxt with Triton's own ModelConfig protobuf.
 
 `model_config()` builds a config in Python, `config_text()` prints it the way
-config.pbtxt is written, `parse_config()` reads one with the errors the server
-does not give you ("failed to read text proto" is all tritonserver says), and
+config.pbtxt is written, `parse_config()` reads one with the error a load request
+does not give you (it answers "failed to poll from model repository"; the line:column
+is only in the server's log), and
 `validate_model()` adds the semantic checks learners trip on. Each problem names the
 field and the fix.
 """
@@ -448,6 +449,6 @@ def validate_model(model_dir: Path, gpu_available: bool | None = None) -> list[P
     try:
         config = read_config(model_dir)
     except ConfigError as error:
-        return [Problem("config.pbtxt", str(error), "fix the text before anything else: the server would only say "
-                        "'failed to read text proto'.")]
+        return [Problem("config.pbtxt", str(error), "fix the text before anything else: a load request would only "
+                        "answer 'failed to poll from model repository' (the line:column is in the server's log).")]
     return validate_config(config, model_dir=model_dir, repository=model_dir.parent, gpu_available=gpu_available)
