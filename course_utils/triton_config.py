@@ -66,7 +66,8 @@ def model_config(name: str, *, platform: str = "", backend: str = "", max_batch_
                  latest_versions: int | None = None, versions: Sequence[int] | None = None) -> ModelConfig:
     """Build a ModelConfig (Triton's protobuf) from plain Python values.
 
-    `dynamic_batching` is e.g. {"preferred_batch_size": [4, 8], "max_queue_delay_microseconds": 500};
+    `dynamic_batching` is e.g. {} (Triton's recommended start: `dynamic_batching { }`) or
+    {"max_queue_delay_microseconds": 500, "preferred_batch_size": [4, 8]};
     give `latest_versions` or `versions` for a version policy (default: latest 1).
 
     Introduced in 04_triton.
