@@ -33,7 +33,7 @@ import psutil
 
 from .watchdog import guard, release
 
-MIN_FREE_TO_START = 64 * 2**20   # keys, logs, unpacked models, the Python backend's shared memory
+MIN_FREE_TO_START = 64 * 2**20   # keys, logs, unpacked models
 MIN_FREE_RUNNING = 2**20         # below this, a server's next write fails
 DISK_FULL_SIGNS = ("No space left on device", "marshal data too short")   # the second: a truncated .pyc
 _RUNNING: list["Server"] = []
@@ -316,9 +316,11 @@ def _size(path: Path) -> int:
 
 def _read_from(path: Path, offset: int, most: int = 65536) -> str:
     """What was written to `path` after `offset` (at most the last `most` bytes)."""
+    size = _size(path)
+    offset = offset if offset <= size else 0   # the file was truncated (a server restarted): read it anew
     try:
         with open(path, "rb") as file:
-            file.seek(max(offset, _size(path) - most))
+            file.seek(max(offset, size - most))
             return file.read().decode(errors="replace")
     except OSError:
         return ""

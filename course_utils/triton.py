@@ -46,7 +46,7 @@ from typing import Any, Callable, Sequence
 import psutil
 import requests
 
-from .lifecycle import Server, address_from_env, children_of, end_processes, owns_port
+from .lifecycle import Server, address_from_env, check_free_space, children_of, end_processes, owns_port
 from .paths import replace_symlink
 from .ports import LOCALHOST, free_ports, wait_until
 from .tools import tool_env
@@ -56,6 +56,7 @@ TRITON_URL_ENV = "TRITON_URL"
 CONTROL_HEADER = "triton-control-key"
 RESTRICTED_APIS = "model-repository,shared-memory,logging,trace"
 SHM_DIR = Path("/dev/shm")
+SHM_NEEDED = 8 * 2**20   # a few stubs' shared-memory regions
 
 
 class ModelLoadError(RuntimeError):
@@ -237,6 +238,8 @@ class TritonServer(Server):
             self.load(model)
 
     def _launch(self) -> None:
+        if SHM_DIR.is_dir():   # the stubs' shared memory (Docker's default /dev/shm holds 64 MiB in all)
+            check_free_space([SHM_DIR], SHM_NEEDED, "start Triton's Python-backend stubs")
         _python_backend_dir(self.work_dir / "backends")
         self._sync_repository()
         names = ["http", "grpc", "metrics"]
@@ -278,8 +281,6 @@ class TritonServer(Server):
     def _logs(self) -> list[Path]:
         return [self.log_path]
 
-    def _folders(self) -> list[Path]:
-        return [self.work_dir, SHM_DIR] if SHM_DIR.is_dir() else [self.work_dir]
 
     def stop(self) -> None:
         """Close clients, stop tritonserver (SIGTERM, then kill), remove its stubs and shm regions.

@@ -80,7 +80,9 @@ def test_grade_submissions_scores_each_learner_and_survives_a_hanging_notebook(t
     for learner in ("ada", "ben", "cy", "dee"):
         (folder / learner).mkdir(parents=True)
     shutil.copy(EX08, folder / "ada" / EX08.name)                        # the reference answer
+    write(student(), folder / "ada" / "ex08_ab_decision-Copy1.ipynb")     # and a JupyterLab duplicate of a stub
     write(student(), folder / "ben" / EX08.name)                          # handed in untouched
+    write(student(), folder / "ben" / "homework.ipynb")                   # names no exercise
     tampered = student()
     cell(tampered, "c005").source = FAKE                                  # a grader cell that prints ✅
     cell(tampered, "c003").source = cell(tampered, "c003").source.replace(
@@ -88,17 +90,19 @@ def test_grade_submissions_scores_each_learner_and_survives_a_hanging_notebook(t
     write(tampered, folder / "cy" / EX08.name)
     hanging = solution()
     cell(hanging, "c004").source = "import time\ntime.sleep(3600)\n"      # not an answer cell: restored
-    cell(hanging, "c003").source += "\n\nimport time\ntime.sleep(3600)\n"  # an answer cell that never ends
+    cell(hanging, "c007").source += "\n\nimport time\ntime.sleep(3600)\n"  # part 2's answer cell never ends
     write(hanging, folder / "dee" / EX08.name)
 
     graded = grade_submissions(folder, tmp_path / "out", jobs=2, timeout_s=90, show_progress=False)
     by_learner = {g.learner: g for g in graded}
     assert {k: (g.score.score, g.score.points, g.score.status) for k, g in by_learner.items()} == {
-        "ada": (12, 12, "graded"), "ben": (0, 12, "graded"), "cy": (0, 12, "graded"), "dee": (0, 12, "timeout")}
+        "ada": (12, 12, "graded"), "ben": (0, 12, "graded"), "cy": (0, 12, "graded"), "dee": (6, 12, "timeout")}
     assert any("set aside" in n for n in by_learner["cy"].score.notes)
     rows = list(csv.DictReader(open(tmp_path / "out" / "gradebook.csv", encoding="utf-8")))
     assert [(r["learner"], r["score"], r["status"]) for r in rows] == [
-        ("ada", "12", "graded"), ("ben", "0", "graded"), ("cy", "0", "graded"), ("dee", "0", "timeout")]
+        ("ada", "12", "graded"), ("ben", "0", "graded"), ("cy", "0", "graded"), ("dee", "6", "timeout")]
     feedback = (tmp_path / "out" / "feedback" / "ben.md").read_text(encoding="utf-8")
     assert "## ex08_ab_decision: 0/12 (graded)" in feedback and "not implemented yet" in feedback
     assert "time limit of 90 s" in (tmp_path / "out" / "feedback" / "dee.md").read_text(encoding="utf-8")
+    assert "homework.ipynb was not graded" in feedback
+    assert "ex08_ab_decision-Copy1.ipynb was not graded" in (tmp_path / "out" / "feedback" / "ada.md").read_text()

@@ -10,8 +10,9 @@ verdict in a file (COURSE_VERDICTS_FILE), and the score counts only the exercise
 with their own points: the answer key is the verdict lines stored in the reference solution.
 ✅ lines a notebook prints count for nothing.
 
-Run as `python -m course_utils.machinery.grade NOTEBOOK RESULT.json` it grades one notebook and writes
-the result as JSON (the instructor's command runs each submission so, under a time limit).
+Run as `python -m course_utils.machinery.grade NOTEBOOK RESULT.json [VERDICTS.jsonl] [CELL_TIMEOUT_S]` it
+grades one notebook and writes the result as JSON (the instructor's command runs each submission so,
+under a time limit, and scores the verdicts file itself if the limit stops it).
 """
 
 from __future__ import annotations
@@ -31,8 +32,11 @@ from .notebook_store import write
 from .release import BEGIN, EXERCISES_DIR, SOLUTIONS_DIR, student_copy
 
 # Answer code that reaches for the grading machinery itself: flagged for the instructor to read.
-SUSPICIOUS = re.compile(r"COURSE_VERDICTS|course_utils\.machinery|\bread_verdicts\b|\brun_checks\b|\bVerdict\b|"
-                        r"course_utils\.checks\.\w+\.\w+\s*=|\bgrader\.\w+\s*=")
+SUSPICIOUS = re.compile(r"COURSE_VERDICTS|course_utils\.machinery|course_utils\.checks|\bread_verdicts\b|\brun_checks\b|"
+                        r"\bVerdict\b|\bgrader\.\w+\s*=|\bsetattr\s*\(|__dict__")
+# Checks that run only on some machines (6.4 needs TensorRT and a GPU): counted where they ran, with these
+# points, and never held against a learner whose machine could not run them.
+OPTIONAL_CHECKS = {"6.4": 2}
 
 
 @dataclass(frozen=True)
@@ -86,12 +90,18 @@ def answer_key(solution: Path) -> dict[str, Verdict]:
 def scored(key: dict[str, Verdict], recorded: list[Verdict]) -> list[Verdict]:
     """One verdict per check of the key, in its order and with its points; the last recorded outcome counts.
 
+    An optional check (OPTIONAL_CHECKS) counts only where it ran.
     Course machinery: not used in lessons.
     """
     latest = {v.check_id: v for v in recorded}
     verdicts = []
-    for check_id, model in key.items():
+    for check_id in [*key, *(c for c in OPTIONAL_CHECKS if c in latest and c not in key)]:
         got = latest.get(check_id)
+        if check_id in OPTIONAL_CHECKS:
+            if got is not None:
+                verdicts.append(Verdict(check_id, OPTIONAL_CHECKS[check_id], got.passed, got.description, got.reason))
+            continue
+        model = key[check_id]
         if got is None:
             verdicts.append(Verdict(check_id, model.points, False, model.description,
                                     "not run: the grader stopped before this check (see the notes)"))
@@ -116,6 +126,10 @@ def restored(submitted: nbformat.NotebookNode, solution: nbformat.NotebookNode
         raise ValueError("the notebook's cells have no ids (nbformat 4.5); submit the .ipynb JupyterLab saved")
     theirs = {cell.id: cell for cell in submitted.cells}
     notes, cells = [], []
+    title = template.cells[0]
+    if title.id not in theirs or theirs[title.id].source.splitlines()[:1] != title.source.splitlines()[:1]:
+        notes.append(f"REVIEW: the notebook does not start with this exercise's title "
+                     f"({title.source.splitlines()[0][:60]!r}): is it the right exercise, renamed?")
     for number, cell in enumerate(template.cells, start=1):
         mine = theirs.get(cell.id)
         if cell.id in answers and mine is not None:
@@ -141,25 +155,35 @@ def restored(submitted: nbformat.NotebookNode, solution: nbformat.NotebookNode
 
 
 # ----- grading one notebook ---------------------------------------------------------------------
-def grade_notebook(path: Path, timeout_s: int = 600) -> ExerciseScore:
+def grade_notebook(path: Path, timeout_s: int = 900, record: Path | None = None) -> ExerciseScore:
     """Rebuild one exercise notebook from the course's copy, run it in a fresh kernel, and score it.
 
+    `timeout_s` limits each cell. Verdicts go to `record` (default: a temp file), so that checks
+    that passed before a cell hangs or the kernel dies still count.
     Course machinery: not used in lessons.
     """
     path = Path(path)
     solution = solution_for(path)
     key = answer_key(solution)
     notebook, notes = restored(nbformat.read(path, as_version=4), nbformat.read(solution, as_version=4))
-    # Its own work folder: never the one of a kernel where the learner has this exercise open.
+    # Its own folder, also as the kernel's working folder: parallel gradings never share files, and the
+    # work folder is never the one of a kernel where the learner has this exercise open.
     with tempfile.TemporaryDirectory(prefix="grade-") as folder:
         runnable = write(notebook, Path(folder) / path.name)
-        record = Path(folder) / "verdicts.jsonl"
-        cells = execute(runnable, timeout_s=timeout_s, cwd=EXERCISES_DIR,
-                        env={"COURSE_WORK_DIR": str(Path(folder) / "work"), VERDICTS_FILE_ENV: str(record)})
+        record = Path(record) if record else Path(folder) / "verdicts.jsonl"
+        cells = []
+        try:
+            cells = execute(runnable, timeout_s=timeout_s, cwd=Path(folder),
+                            env={"COURSE_WORK_DIR": str(Path(folder) / "work"), VERDICTS_FILE_ENV: str(record)})
+        except Exception as error:  # noqa: BLE001 - a cell past its time limit, a dead kernel: score what ran
+            first = next((line for line in str(error).splitlines() if line.strip(" -")), "")
+            notes.append(f"the notebook stopped early ({type(error).__name__}: {first[:200]}); "
+                         "checks that had run still count")
         recorded = read_verdicts(record)
     for number, cell in enumerate(cells, start=1):
-        if cell.error and not is_grader_cell(cell.source):
-            notes.append(f"code cell {number} raised {cell.error.splitlines()[0][:200]}")
+        if cell.error:
+            where = "grader cell" if is_grader_cell(cell.source) else "code cell"
+            notes.append(f"{where} {number} raised {cell.error.splitlines()[0][:200]}")
     return ExerciseScore(solution.stem, scored(key, recorded), notes)
 
 
@@ -183,14 +207,21 @@ def grade_main(targets: list[Path]) -> int:
     """
     paths: list[Path] = []
     for target in targets or [EXERCISES_DIR]:
-        paths += sorted(target.glob("ex*.ipynb")) if target.is_dir() else [target]
+        if target.is_dir():   # one notebook per exercise: the one named as release wrote it, not its copies
+            paths += sorted(p for p in target.glob("ex*.ipynb") if (SOLUTIONS_DIR / p.name).is_file())
+        else:
+            paths.append(target)
     if not paths:
         print("no exercise notebooks found; pass a path such as exercises/ex01_custom_handler.ipynb")
         return 1
     scores = []
     for path in paths:
         print(f"grading {path} ...", flush=True)
-        scores.append(grade_notebook(path))
+        try:
+            scores.append(grade_notebook(path))
+        except (ValueError, OSError) as error:   # not an exercise, no cell ids, unreadable: say so, go on
+            print(f"  could not grade {path.name}: {error}")
+            continue
         for line in [*(v.line() for v in scores[-1].verdicts), *(f"note: {n}" for n in scores[-1].notes)]:
             print("  " + line)
     print()
@@ -229,5 +260,7 @@ def result_from_json(text: str) -> ExerciseScore:
     return ExerciseScore(data["name"], [Verdict(**v) for v in data["verdicts"]], data["notes"], data["status"])
 
 
-if __name__ == "__main__":
-    Path(sys.argv[2]).write_text(result_json(grade_notebook(Path(sys.argv[1]))), encoding="utf-8")
+if __name__ == "__main__":   # NOTEBOOK RESULT.json [VERDICTS.jsonl] [CELL_TIMEOUT_S]
+    record = Path(sys.argv[3]) if len(sys.argv) > 3 else None
+    limit = int(float(sys.argv[4])) if len(sys.argv) > 4 else 900
+    Path(sys.argv[2]).write_text(result_json(grade_notebook(Path(sys.argv[1]), limit, record)), encoding="utf-8")

@@ -77,18 +77,19 @@ def _learner_frame(err: BaseException) -> traceback.FrameSummary | None:
 def _explain(err: BaseException) -> str:
     """Turn an exception raised during a check into a short, actionable sentence.
 
-    An exception that passed through the learner's code is reported as theirs, at their line;
-    one raised by the grader alone (its own request, a model it trains) is reported as the grader's.
+    An exception that passed through the learner's code is reported as theirs, at their line; one
+    raised in the grader's or a library's code says so, without blaming either side.
     """
     if isinstance(err, Fail):
         return str(err)
-    if isinstance(err, NotImplementedError):
-        return "not implemented yet: replace `raise NotImplementedError()` with your code"
     message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    if isinstance(err, NotImplementedError) and not message:
+        return "not implemented yet: replace `raise NotImplementedError()` with your code"
     where = _learner_frame(err)
-    if where is None:
-        return (f"the grader itself failed ({type(err).__name__}: {message[:200]}), not your code: run the grader "
-                "cell again, and tell your instructor if it happens again").replace(": )", ")")
+    if where is None:   # raised in the grader's or a library's code: maybe by what your code returned or served
+        return (f"the check stopped with {type(err).__name__}: {message[:200]} (in the grader's code, not in a "
+                "line of yours: check what your code returns or serves; if it looks right, run the grader cell "
+                "again, and tell your instructor if it repeats)")
     return f"your code raised {type(err).__name__} (in {where.name}, line {where.lineno}): {message}".rstrip(": ")
 
 

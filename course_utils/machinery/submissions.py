@@ -17,9 +17,8 @@ Written into `out`:
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,8 +27,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .grade import ExerciseScore, answer_key, result_from_json, solution_for
-from .grading import Verdict
+import psutil
+
+from .grade import ExerciseScore, answer_key, result_from_json, scored, solution_for
+from .grading import Verdict, read_verdicts
 from ..paths import REPO_ROOT
 from ..progress import progress
 
@@ -46,20 +47,33 @@ class Graded:
     seconds: float
 
 
-def find_submissions(folder: Path) -> dict[str, dict[str, Path]]:
-    """learner -> exercise name -> the learner's notebook, from folder/<learner>/exNN_*.ipynb.
+def find_submissions(folder: Path) -> tuple[dict[str, dict[str, Path]], dict[str, list[str]]]:
+    """(learner -> exercise -> notebook, learner -> notes), from folder/<learner>/exNN_*.ipynb.
 
+    Every learner folder gets an entry, even an empty one. Where a learner handed in one exercise
+    twice (a JupyterLab "-Copy1", say), the file named like the exercise is graded, else the newest;
+    files that name no exercise are skipped. Both are noted in the learner's feedback.
     Course machinery: not used in lessons.
     """
     found: dict[str, dict[str, Path]] = {}
+    notes: dict[str, list[str]] = {}
     for learner in sorted(p for p in Path(folder).iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for notebook in sorted(learner.glob("ex*.ipynb")):
-            exercise = solution_for(notebook).stem
-            if exercise in found.setdefault(learner.name, {}):
-                raise ValueError(f"{learner.name} submitted {exercise} twice ({found[learner.name][exercise].name} "
-                                 f"and {notebook.name}); keep one")
-            found[learner.name][exercise] = notebook
-    return found
+        mine, said = found.setdefault(learner.name, {}), notes.setdefault(learner.name, [])
+        candidates: dict[str, list[Path]] = {}
+        for notebook in sorted(learner.rglob("*.ipynb")):
+            if ".ipynb_checkpoints" in notebook.parts:
+                continue
+            try:
+                candidates.setdefault(solution_for(notebook).stem, []).append(notebook)
+            except ValueError:
+                said.append(f"{notebook.relative_to(learner)} was not graded: its name starts with no exercise (exNN_...)")
+        for exercise, notebooks in candidates.items():
+            exact = [n for n in notebooks if n.name == f"{exercise}.ipynb"]
+            chosen = (exact or sorted(notebooks, key=lambda n: n.stat().st_mtime))[-1]
+            mine[exercise] = chosen
+            said += [f"{n.relative_to(learner)} was not graded: {chosen.relative_to(learner)} is the {exercise} "
+                     "that was" for n in notebooks if n != chosen]
+    return found, notes
 
 
 def _unanswered(exercise: str, status: str, note: str) -> ExerciseScore:
@@ -72,27 +86,43 @@ def _unanswered(exercise: str, status: str, note: str) -> ExerciseScore:
 def grade_one(learner: str, notebook: Path, timeout_s: float) -> Graded:
     """Grade one notebook in a process of its own; stop it (and its kernel and servers) after `timeout_s`.
 
+    Checks that passed before the limit still count: the verdicts are recorded in this process's folder.
     Course machinery: not used in lessons.
     """
-    exercise = solution_for(notebook).stem
+    solution = solution_for(notebook)
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="submission-") as folder:
-        result = Path(folder) / "result.json"
-        command = [sys.executable, "-m", "course_utils.machinery.grade", str(Path(notebook).resolve()), str(result)]
+        result, record = Path(folder) / "result.json", Path(folder) / "verdicts.jsonl"
+        command = [sys.executable, "-m", "course_utils.machinery.grade", str(Path(notebook).resolve()), str(result),
+                   str(record), str(timeout_s)]
         runner = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                   start_new_session=True)
         try:
             _, errors = runner.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            os.killpg(runner.pid, signal.SIGKILL)   # the kernel follows its parent; the watchdog stops servers
+            _stop_tree(runner.pid)   # the runner, its kernel (a session of its own) and what they started
             runner.wait()
-            note = f"stopped after the time limit of {timeout_s:.0f} s (a cell that never finishes?)"
-            return Graded(learner, _unanswered(exercise, "timeout", note), time.monotonic() - began)
+            note = f"stopped after the time limit of {timeout_s:.0f} s (a cell that never finishes?); checks that " \
+                   "had passed still count"
+            score = ExerciseScore(solution.stem, scored(answer_key(solution), read_verdicts(record)), [note], "timeout")
+            return Graded(learner, score, time.monotonic() - began)
         if runner.returncode != 0 or not result.exists():
-            last = (errors or "").strip().splitlines()[-1:] or ["no output"]
-            note = f"could not be graded: {last[0][:300]}"
-            return Graded(learner, _unanswered(exercise, "error", note), time.monotonic() - began)
+            lines = [line for line in (errors or "").strip().splitlines() if line.strip(" -")]
+            note = f"could not be graded: {(lines[-1] if lines else 'no output')[:300]}"
+            return Graded(learner, _unanswered(solution.stem, "error", note), time.monotonic() - began)
         return Graded(learner, result_from_json(result.read_text(encoding="utf-8")), time.monotonic() - began)
+
+
+def _stop_tree(pid: int) -> None:
+    """Kill a process and every process below it, even those in sessions of their own."""
+    try:
+        processes = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(processes, timeout=10)
 
 
 def grade_submissions(folder: Path, out: Path, jobs: int = 2, timeout_s: float = 900,
@@ -101,7 +131,7 @@ def grade_submissions(folder: Path, out: Path, jobs: int = 2, timeout_s: float =
 
     Course machinery: not used in lessons.
     """
-    submissions = find_submissions(folder)
+    submissions, notes = find_submissions(folder)
     exercises = sorted({exercise for notebooks in submissions.values() for exercise in notebooks})
     work = [(learner, notebook) for learner, notebooks in submissions.items() for notebook in notebooks.values()]
     graded: list[Graded] = []
@@ -117,7 +147,7 @@ def grade_submissions(folder: Path, out: Path, jobs: int = 2, timeout_s: float =
     graded.sort(key=lambda g: (g.learner, g.score.name))
     write_gradebook(graded, Path(out) / "gradebook.csv")
     for learner in submissions:
-        write_feedback(learner, [g for g in graded if g.learner == learner], Path(out) / "feedback")
+        write_feedback(learner, [g for g in graded if g.learner == learner], Path(out) / "feedback", notes[learner])
     return graded
 
 
@@ -138,7 +168,7 @@ def write_gradebook(graded: list[Graded], path: Path) -> Path:
     return path
 
 
-def write_feedback(learner: str, graded: list[Graded], folder: Path) -> Path:
+def write_feedback(learner: str, graded: list[Graded], folder: Path, notes: list[str] = ()) -> Path:
     """feedback/<learner>.md: per exercise, every check (✅/❌ with its hint) and the notes.
 
     Course machinery: not used in lessons.
@@ -146,6 +176,7 @@ def write_feedback(learner: str, graded: list[Graded], folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     total = sum(g.score.score for g in graded), sum(g.score.points for g in graded)
     lines = [f"# Feedback for {learner}", "", f"Total: **{total[0]}/{total[1]}** points", ""]
+    lines += [*(f"- note: {note}" for note in notes), *([""] if notes else [])]
     for g in graded:
         lines += [f"## {g.score.name}: {g.score.score}/{g.score.points} ({g.score.status})", ""]
         lines += [f"- {v.line()}" for v in g.score.verdicts]
