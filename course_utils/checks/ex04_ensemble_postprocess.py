@@ -3,6 +3,7 @@ turns logits into class names, and an ensemble that ends with it."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -98,8 +99,16 @@ def grade(write_postprocess: Callable, write_ensemble: Callable, work: Path, sho
         for path, label in pngs:
             names = _names(state["server"], [path])
             expect(names == [DIGIT_CLASSES[str(label)]], f"one image of a {label} gave {names}")
-        stats = state["server"].http_client().get_inference_statistics("postprocess")["model_stats"][0]
-        expect(int(stats["inference_count"]) >= 11, "the postprocess step's statistics show no inferences")
+        client = state["server"].http_client()
+
+        def counted() -> int:
+            return int(client.get_inference_statistics("postprocess")["model_stats"][0]["inference_count"])
+
+        deadline = time.monotonic() + 10   # Triton updates statistics just after it answers
+        while counted() < 11 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        expect(counted() >= 11, f"the postprocess step's statistics count {counted()} of the 11 images sent: is "
+               "postprocess a step of the ensemble?")
 
     checks = [Check("4.1", 1, "write_postprocess and write_ensemble write their folders", written),
               Check("4.2", 2, "postprocess config: LOGITS [10] in, LABEL TYPE_STRING out, valid", postprocess_config, ("4.1",)),
