@@ -15,6 +15,7 @@ from ..machinery.grading import Check, Fail, Verdict, expect, run_checks, run_ch
 from ..models import Trained, train_digit_cnn
 from ..paths import empty_dir
 from ..torchserve import TorchServe, wait_for_workers
+from .hints import mismatch_hint
 
 _TRAINED: list[Trained] = []
 
@@ -50,11 +51,8 @@ def grade_export(export_torchscript: Callable, work: Path, show: bool = True) ->
         x = torch.from_numpy(trained.data.x_test[:64])
         with torch.inference_mode():
             difference = float((loaded(x) - trained.model(x)).abs().max())
-        layers = {type(m).__name__ for m in trained.model.modules()}
-        hint = ("export it in eval() mode (it has dropout or batch norm)" if any(
-            name.startswith(("Dropout", "BatchNorm")) for name in layers) else
-            "save the `model` argument itself, as trained (not a new or re-initialized one)")
-        expect(difference < 1e-5, f"outputs differ from the eager model by {difference:.2e}: {hint}")
+        expect(difference < 1e-5, f"outputs differ from the eager model by {difference:.2e}: "
+               f"{mismatch_hint(trained.model, 'save')}")
 
     checks = [Check("2.1", 2, "export_torchscript writes a loadable TorchScript file", exported),
               Check("2.2", 1, "the TorchScript model gives the eager model's outputs", same_outputs, ("2.1",))]

@@ -14,6 +14,7 @@ from ..models import Trained, train_churn_model
 from ..onnx_tools import quiet_exporter
 from ..paths import empty_dir
 from ..triton_config import read_config, validate_model
+from .hints import mismatch_hint
 from .live_triton import serve_for_grading
 
 MODEL_NAME = "churn_onnx"
@@ -35,14 +36,6 @@ def reference_model() -> Trained:
 def _torch_outputs(x: np.ndarray) -> np.ndarray:
     with torch.inference_mode():
         return reference_model().model.eval()(torch.from_numpy(x)).numpy()
-
-
-def _mismatch_hint() -> str:
-    """Why an exported file may compute something else, for this model (eval() matters only with dropout or batch norm)."""
-    layers = {type(m).__name__ for m in reference_model().model.modules()}
-    if any(name.startswith(("Dropout", "BatchNorm")) for name in layers):
-        return "export the trained model in eval() mode (it has dropout or batch norm)"
-    return "export the `model` argument itself, as trained (not a new or re-initialized one), with its float32 weights"
 
 
 def _exported(export_to_onnx: Callable, work: Path) -> Path:
@@ -91,7 +84,8 @@ def grade_export(export_to_onnx: Callable, work: Path, show: bool = True) -> lis
                 raise Fail(f"ONNX Runtime fails on a batch of {batch}: {str(err).splitlines()[0][:200]} — "
                            "make dimension 0 dynamic (dynamic_shapes / dynamic_axes)") from None
             difference = float(np.abs(actual - _torch_outputs(x)).max())
-            expect(difference < TOLERANCE, f"max |ONNX - PyTorch| = {difference:.2e} > {TOLERANCE}: {_mismatch_hint()}")
+            expect(difference < TOLERANCE, f"max |ONNX - PyTorch| = {difference:.2e} > {TOLERANCE}: "
+                   f"{mismatch_hint(reference_model().model, 'export')}")
         return check
 
     checks = [Check("3.1", 2, "export_to_onnx writes a valid ONNX file", exports),
