@@ -47,7 +47,7 @@ def _check_counts(successes: int, users: int, name: str) -> None:
 def two_proportion_test(successes_a: int, users_a: int, successes_b: int, users_b: int) -> ProportionTest:
     """Two-sided z-test of "B's success rate differs from A's".
 
-    Introduced in 08_ab_testing.
+    Introduced in 09_ab_testing.
     """
     _check_counts(successes_a, users_a, "A")
     _check_counts(successes_b, users_b, "B")
@@ -65,7 +65,7 @@ def two_proportion_test(successes_a: int, users_a: int, successes_b: int, users_
 def sample_size_per_variant(base_rate: float, effect: float, alpha: float = 0.05, power: float = 0.8) -> int:
     """Users needed in each variant to detect an absolute lift `effect` over `base_rate`.
 
-    Introduced in 08_ab_testing.
+    Introduced in 09_ab_testing.
     """
     if not 0 < base_rate < 1 or not 0 < base_rate + effect < 1:
         raise ValueError(f"base_rate {base_rate} and base_rate + effect {base_rate + effect} must be in (0, 1)")
@@ -83,7 +83,7 @@ def sample_size_per_variant(base_rate: float, effect: float, alpha: float = 0.05
 def simulate_outcomes(users: int, rate: float, rng: np.random.Generator) -> np.ndarray:
     """Yes/no outcomes of `users` simulated users whose true success rate is `rate`.
 
-    Introduced in 08_ab_testing.
+    Introduced in 09_ab_testing.
     """
     return rng.random(users) < rate
 
@@ -94,7 +94,7 @@ def decide(result: ProportionTest, users_a: int, users_b: int, needed: int, alph
     Returns "keep collecting" (fewer users than planned), "ship B" (significant lift
     > 0), "keep A" (significant drop) or "no difference" (keep A, the safe default).
 
-    Introduced in 08_ab_testing.
+    Introduced in 09_ab_testing.
     """
     if min(users_a, users_b) < needed:
         return "keep collecting"
@@ -110,7 +110,7 @@ def rejection_rate(rate_a: float, rate_b: float, users: int, experiments: int = 
     With rate_a == rate_b this is the false-positive rate (should be about alpha);
     with a real difference it is the power.
 
-    Introduced in 08_ab_testing.
+    Introduced in 09_ab_testing.
     """
     rng = np.random.default_rng(seed)
     rejected = 0

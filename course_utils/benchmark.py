@@ -24,7 +24,7 @@ def run_in_process(label: str, function: Callable[[], object], concurrencies: Se
     Returns one row per level: setup, concurrency, throughput (calls/s), p50/p90/p95/p99
     and avg latency in ms, stable=True (no stability criterion applies here).
 
-    Introduced in 09_benchmark.
+    Introduced in 10_benchmark.
     """
     if calls_per_level < 1 or not concurrencies or min(concurrencies) < 1:
         raise ValueError(f"need calls_per_level >= 1 and concurrencies >= 1, got {calls_per_level} and {concurrencies}")
@@ -66,7 +66,7 @@ def configuration_numbers(results: pd.DataFrame, reference: Mapping[str, str]) -
     how many times slower one served request is) and `throughput_share` (best
     throughput, the share of the in-process ceiling that serving keeps).
 
-    Introduced in 09_benchmark.
+    Introduced in 10_benchmark.
     """
     unknown = sorted(set(reference.values()) - set(results["setup"]))
     if unknown:

@@ -33,7 +33,7 @@ def set_seed(seed: int = 0) -> None:
 def single_thread() -> Iterator[None]:
     """Run the block with one intra-op thread (bit-identical float sums on any machine).
 
-    Introduced in 05_onnx_and_tensorrt.
+    Introduced in 06_onnx_and_tensorrt.
     """
     previous = torch.get_num_threads()
     torch.set_num_threads(1)

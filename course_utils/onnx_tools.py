@@ -116,7 +116,7 @@ def parity_table(model: torch.nn.Module, onnx_path: Path, x: np.ndarray, batch_s
     """Compare PyTorch and ONNX Runtime at several batch sizes; raise ParityError beyond `tolerance`.
 
     Returns a pandas table (batch, max_abs_diff, within tolerance). The error message
-    names the batch size, the difference and the tolerance. Introduced in 05_onnx_and_tensorrt.
+    names the batch size, the difference and the tolerance. Introduced in 06_onnx_and_tensorrt.
     """
     import pandas as pd
 

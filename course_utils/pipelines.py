@@ -1,4 +1,4 @@
-"""The digit pipeline of lesson 07: the model folders an ensemble is built from."""
+"""The digit pipeline of lesson 08: the model folders an ensemble is built from."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def write_pipeline_steps(repository: Path, model) -> list[Path]:
     """Write the `preprocess` and `digits` model folders into `repository`; return them.
 
     `model` is the trained DigitCNN (saved as TorchScript digits/1/model.pt).
-    Introduced in 07_ensembles.
+    Introduced in 08_ensembles.
     """
     repository = Path(repository)
     preprocess_dir, digits_dir = repository / "preprocess", repository / "digits"
@@ -48,6 +48,6 @@ def write_pipeline_steps(repository: Path, model) -> list[Path]:
 def png_batch(paths: list[Path]) -> np.ndarray:
     """Encoded image files as a (N, 1) object array of bytes: a TYPE_STRING batch.
 
-    Introduced in 07_ensembles.
+    Introduced in 08_ensembles.
     """
     return np.array([[Path(p).read_bytes()] for p in paths], dtype=np.object_)

@@ -109,7 +109,7 @@ def plot_throughput_vs_latency(table, title: str, latency: str = "p99_ms", log_s
 def plot_timings(table, title: str) -> Figure:
     """Grouped bars of median latency (p90 as a whisker) per runtime, one group per batch size.
 
-    `table` has columns runtime, batch, median_ms, p90_ms. Introduced in 05_onnx_and_tensorrt.
+    `table` has columns runtime, batch, median_ms, p90_ms. Introduced in 06_onnx_and_tensorrt.
     """
     batches = sorted(table["batch"].unique())
     runtimes = list(dict.fromkeys(table["runtime"]))
@@ -131,7 +131,7 @@ def plot_quantization(table, title: str) -> Figure:
     """Size, latency and accuracy per quantization method, side by side.
 
     `table` has columns method, size_kb, latency_b1_ms, latency_b64_ms, accuracy.
-    Introduced in 06_quantization.
+    Introduced in 07_quantization.
     """
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     plt.close(fig)
@@ -153,7 +153,7 @@ def plot_quantization(table, title: str) -> Figure:
 def plot_variant_latencies(records: Sequence, title: str) -> Figure:
     """Latency distribution of each variant's successful requests (a router's records), as box plots.
 
-    Introduced in 08_ab_testing.
+    Introduced in 09_ab_testing.
     """
     names = list(dict.fromkeys(r.label for r in records))
     latencies = [[r.latency_ms for r in records if r.ok and r.label == name] for name in names]
@@ -172,7 +172,7 @@ def plot_power_curve(users: Sequence[int], power: Sequence[float], false_positiv
                      planned: int, title: str) -> Figure:
     """Measured power and false-positive rate against users per variant, with the planned size marked.
 
-    Introduced in 08_ab_testing.
+    Introduced in 09_ab_testing.
     """
     fig, ax = plt.subplots(figsize=(7, 4))
     plt.close(fig)

@@ -24,7 +24,7 @@ def free_port() -> int:
 def free_ports(count: int) -> list[int]:
     """Return `count` distinct free ports on 127.0.0.1.
 
-    Introduced in 08_ab_testing.
+    Introduced in 09_ab_testing.
     """
     ports: set[int] = set()
     while len(ports) < count:

@@ -21,7 +21,7 @@ def progress(iterable: Iterable[T] | None = None, desc: str = "", total: int | N
              enabled: bool = True) -> tqdm:
     """Wrap `iterable` (or count to `total` with .update()) in a text progress bar that stays on screen.
 
-    Introduced in 08_ab_testing.
+    Introduced in 09_ab_testing.
     """
     return tqdm(iterable, desc=desc, total=total, disable=not enabled, leave=True, file=sys.stdout,
                 bar_format=BAR_FORMAT, mininterval=0.5)

@@ -15,7 +15,7 @@ from torch import nn
 def size_kb(model_or_file: nn.Module | Path) -> float:
     """Size in KiB of a model file, or of a module's saved state_dict.
 
-    Introduced in 06_quantization.
+    Introduced in 07_quantization.
     """
     if isinstance(model_or_file, nn.Module):
         buffer = io.BytesIO()
@@ -27,7 +27,7 @@ def size_kb(model_or_file: nn.Module | Path) -> float:
 class QuantizableCNN(nn.Module):
     """The digit CNN between QuantStub and DeQuantStub, as eager static quantization needs.
 
-    The stubs mark where float tensors become int8 and back. Introduced in 06_quantization.
+    The stubs mark where float tensors become int8 and back. Introduced in 07_quantization.
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -52,7 +52,7 @@ class CalibrationReader:
     """Feeds calibration batches to onnxruntime.quantization.quantize_static.
 
     ONNX Runtime asks for one {input name: array} dict at a time and None when done.
-    Introduced in 06_quantization.
+    Introduced in 07_quantization.
     """
 
     def __init__(self, input_name: str, data: np.ndarray, batch_size: int = 32) -> None:

@@ -64,7 +64,7 @@ def bucket(key: str, experiment: str) -> float:
     A cryptographic hash spreads keys evenly and is the same on every machine
     (Python's built-in hash() is salted per process, so it is not).
 
-    Introduced in 08_ab_testing.
+    Introduced in 09_ab_testing.
     """
     if not isinstance(key, str) or not key:
         raise ValueError(f"a user key must be a non-empty string (e.g. a user id), got {key!r}")
@@ -98,7 +98,7 @@ def assign_variant(key: str, split: Mapping[str, float], experiment: str) -> str
     With {"A": 1 - s, "B": s}, B owns the top slice, so raising s only moves users
     from A to B.
 
-    Introduced in 08_ab_testing.
+    Introduced in 09_ab_testing.
     """
     split = check_split(split)
     point = bucket(key, experiment)
@@ -119,7 +119,7 @@ class ABRouter:
     request served by another variant; its answer is recorded, never returned.
     Use as a context manager (or call close()) so the session and shadow thread end.
 
-    Introduced in 08_ab_testing.
+    Introduced in 09_ab_testing.
     """
 
     def __init__(self, variants: Mapping[str, Endpoint], split: Mapping[str, float], experiment: str,

@@ -26,7 +26,7 @@ import numpy as np
 def tensorrt_status() -> tuple[bool, str]:
     """(True, version) where TensorRT and a CUDA GPU are usable, else (False, the reason).
 
-    Introduced in 05_onnx_and_tensorrt.
+    Introduced in 06_onnx_and_tensorrt.
     """
     try:
         import tensorrt as trt
@@ -46,7 +46,7 @@ def build_engine(onnx_path: Path, plan_path: Path, input_name: str, sample_shape
     `sample_shape` is one sample's shape (e.g. (1, 8, 8)); the profile allows
     batches min_batch..max_batch and tunes kernels for opt_batch. FP16 is used when
     requested and the GPU has fast FP16; TensorRT 11 refuses fp16=True with the reason.
-    Introduced in 05_onnx_and_tensorrt.
+    Introduced in 06_onnx_and_tensorrt.
     """
     available, reason = tensorrt_status()
     if not available:
@@ -84,7 +84,7 @@ def build_engine(onnx_path: Path, plan_path: Path, input_name: str, sample_shape
 class TensorRTRunner:
     """Run a serialized engine on batches of NumPy input (one input, one output).
 
-    Introduced in 05_onnx_and_tensorrt.
+    Introduced in 06_onnx_and_tensorrt.
     """
 
     def __init__(self, plan_path: Path) -> None:

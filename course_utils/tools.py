@@ -16,7 +16,7 @@ def tool(name: str) -> str:
     Looks next to the running Python first, so a Jupyter kernel started from the
     course environment works even when that environment is not "activated".
 
-    Introduced in 07_ensembles.
+    Introduced in 08_ensembles.
     """
     candidate = VENV_BIN / name
     if candidate.exists():

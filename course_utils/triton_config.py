@@ -159,7 +159,7 @@ def _hint(parse_message: str) -> str:
 def parse_config(text: str, source: str = "config.pbtxt") -> ModelConfig:
     """Parse config.pbtxt text into a ModelConfig; raise ConfigError naming the line and a fix.
 
-    Introduced in 07_ensembles.
+    Introduced in 08_ensembles.
     """
     config = ModelConfig()
     try:
@@ -172,7 +172,7 @@ def parse_config(text: str, source: str = "config.pbtxt") -> ModelConfig:
 def read_config(model_dir: Path) -> ModelConfig:
     """Read and parse model_dir/config.pbtxt.
 
-    Introduced in 07_ensembles.
+    Introduced in 08_ensembles.
     """
     path = Path(model_dir) / "config.pbtxt"
     if not path.is_file():
@@ -409,7 +409,7 @@ def validate_config(config: ModelConfig, model_dir: Path | None = None, reposito
     models, names/dtypes/shapes against the file; with `repository` it checks that
     ensemble steps exist and their maps name real tensors. `gpu_available` defaults to has_gpu().
 
-    Introduced in 07_ensembles.
+    Introduced in 08_ensembles.
     """
     problems: list[Problem] = []
     kind = model_kind(config)

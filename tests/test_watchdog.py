@@ -134,7 +134,7 @@ def test_a_registry_left_by_a_dead_kernel_is_swept_without_touching_other_proces
 
 @pytest.mark.slow
 def test_a_graceful_jupyter_restart_with_three_servers_leaves_nothing_behind(churn_files, tmp_path):
-    """Kernel > Restart Kernel, as JupyterLab does it: two TorchServe servers and a Triton, as in lesson 08."""
+    """Kernel > Restart Kernel, as JupyterLab does it: two TorchServe servers and a Triton, as in lesson 09."""
     from jupyter_client.manager import KernelManager
 
     store = tmp_path / "store"

@@ -3,7 +3,7 @@
 The size counts every file the model needs (external data too), the weights must really be
 8-bit, and at batch 64 the int8 model may take at most twice fp32's time (ONNX Runtime, one
 thread): on a CPU, ONNX Runtime's dynamic quantization meets the size budget but not this one
-(about 6x in lesson 06), so the learner has a decision to make.
+(about 6x in lesson 07), so the learner has a decision to make.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def grade(quantize: Callable, work: Path, show: bool = True) -> list[Verdict]:
             ratio = interleaved_ratio(lambda: fp32.run(None, {"input": batch}), lambda: int8.run(None, {"input": batch}),
                                       rounds=5, repeats=50)
         dynamic = any(node.op_type == "DynamicQuantizeLinear" for node in onnx.load(str(target)).graph.node)
-        hint = ("dynamic quantization computes activation scales on every call (lesson 06 measures it): calibrate "
+        hint = ("dynamic quantization computes activation scales on every call (lesson 07 measures it): calibrate "
                 "once with static quantization (QDQ)" if dynamic else
                 "run onnxruntime.quantization.shape_inference.quant_pre_process on the fp32 file first, then "
                 "quantize_static with QuantFormat.QDQ")

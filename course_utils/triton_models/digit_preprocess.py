@@ -1,6 +1,6 @@
 """Triton Python-backend model: PNG/JPEG bytes -> a normalized 1x8x8 float image.
 
-The first step of the digit pipeline (lesson 07). Input IMAGE_BYTES (TYPE_STRING,
+The first step of the digit pipeline (lesson 08). Input IMAGE_BYTES (TYPE_STRING,
 one encoded image per sample); output PIXELS (TYPE_FP32, [1, 8, 8]) in [0, 1],
 white digit on black, exactly what the digit classifier was trained on.
 A request that is not an image gets an error response; the others in the batch
