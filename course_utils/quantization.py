@@ -1,8 +1,7 @@
-"""Plumbing for the quantization lesson: sizes, an eager-mode quantizable CNN, a calibration reader."""
+"""Plumbing for the quantization lesson: sizes, a calibration reader, the zero points of a QDQ file."""
 
 from __future__ import annotations
 
-import copy
 import io
 from pathlib import Path
 from typing import Iterator
@@ -13,39 +12,20 @@ from torch import nn
 
 
 def size_kb(model_or_file: nn.Module | Path) -> float:
-    """Size in KiB of a model file, or of a module's saved state_dict.
+    """Size in KiB of a model file, or of the tensors a module's saved state_dict holds (those its graph uses).
 
     Introduced in 07_quantization.
     """
     if isinstance(model_or_file, nn.Module):
+        state = model_or_file.state_dict()
+        if isinstance(model_or_file, torch.fx.GraphModule):
+            # pt2e's convert keeps the float weights as attributes the graph no longer reads: count what it reads
+            used = {node.target for node in model_or_file.graph.nodes if node.op == "get_attr"}
+            state = {name: tensor for name, tensor in state.items() if name in used}
         buffer = io.BytesIO()
-        torch.save(model_or_file.state_dict(), buffer)
+        torch.save(state, buffer)
         return buffer.tell() / 1024
     return Path(model_or_file).stat().st_size / 1024
-
-
-class QuantizableCNN(nn.Module):
-    """The digit CNN between QuantStub and DeQuantStub, as eager static quantization needs.
-
-    The stubs mark where float tensors become int8 and back. Introduced in 07_quantization.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.quant = torch.ao.quantization.QuantStub()
-        self.features = copy.deepcopy(model.features)
-        self.classifier = copy.deepcopy(model.classifier)
-        self.dequant = torch.ao.quantization.DeQuantStub()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dequant(self.classifier(self.features(self.quant(x))))
-
-    def fuse(self) -> "QuantizableCNN":
-        """Fuse conv+relu and linear+relu pairs (one int8 kernel each); return self."""
-        torch.ao.quantization.fuse_modules(
-            self, [["features.0", "features.1"], ["features.2", "features.3"], ["classifier.1", "classifier.2"]],
-            inplace=True)
-        return self
 
 
 class CalibrationReader:
@@ -62,3 +42,23 @@ class CalibrationReader:
     def get_next(self) -> dict[str, np.ndarray] | None:
         batch = next(self.batches, None)
         return None if batch is None else {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)}
+
+
+def qdq_zero_points(path: Path) -> dict[str, list[int]]:
+    """The zero points of a QDQ ONNX file's QuantizeLinear nodes, grouped by integer type ("INT8", "UINT8").
+
+    TensorRT accepts only symmetric signed int8: every zero point INT8 and 0.
+    Introduced in 07_quantization.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    constants = {tensor.name: tensor for tensor in model.graph.initializer}
+    found: dict[str, set[int]] = {}
+    for node in model.graph.node:
+        if node.op_type == "QuantizeLinear" and len(node.input) == 3 and node.input[2] in constants:
+            tensor = constants[node.input[2]]
+            values = numpy_helper.to_array(tensor).ravel().tolist()
+            found.setdefault(onnx.TensorProto.DataType.Name(tensor.data_type), set()).update(int(v) for v in values)
+    return {dtype: sorted(values) for dtype, values in sorted(found.items())}

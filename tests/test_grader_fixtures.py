@@ -265,6 +265,14 @@ def test_ex07(tmp_path):
 
     fails(grader.grade(dynamic, tmp_path / "w1", show=False), {"7.6": "dynamic quantization computes activation scales"})
 
+    def symmetric(fp32_onnx, calibration, out_path):   # lesson 07's TensorRT-ready file: slow on an x86 CPU
+        quantize_static(str(fp32_onnx), str(out_path), Batches(calibration), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        extra_options={"ActivationSymmetric": True})
+        return out_path
+
+    fails(grader.grade(symmetric, tmp_path / "w3", show=False), {"7.6": "activation_type=QuantType.QUInt8"})
+
     def fp32_outside(fp32_onnx, calibration, out_path):   # a small .onnx file, the fp32 weights beside it
         import onnx
 

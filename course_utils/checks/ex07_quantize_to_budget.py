@@ -1,9 +1,10 @@
 """Graders for ex07_quantize_to_budget: an int8 ONNX model within size, accuracy and speed budgets.
 
 The size counts every file the model needs (external data too), the weights must really be
-8-bit, and at batch 64 the int8 model may take at most twice fp32's time (ONNX Runtime, one
-thread): on a CPU, ONNX Runtime's dynamic quantization meets the size budget but not this one
-(about 6x in lesson 07), so the learner has a decision to make.
+8-bit, and at batch 64 the int8 model may take at most 1.6x fp32's time (ONNX Runtime, one
+thread, an x86 CPU). Dynamic quantization meets the size budget but not this one (about 6x slower
+in lesson 07), and neither does the symmetric int8 file lesson 07 serves for TensorRT (about 2x
+slower on x86 CPUs without VNNI): the learner has a decision to make.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from ..machinery.grading import Check, Fail, Verdict, expect, run_checks
 from ..models import Trained, single_thread, train_digit_cnn
 from ..onnx_tools import export_onnx, onnx_session
 from ..paths import empty_dir
+from ..quantization import qdq_zero_points
 from ..timing import interleaved_ratio
 
 SIZE_BUDGET = 0.40       # of the fp32 model, every file counted
 INT8_SHARE = 0.90        # of the weights' elements stored as 8-bit integers
 ACCURACY_BUDGET = 0.01   # at most one point below fp32
 AGREEMENT_FLOOR = 0.97
-SPEED_FLOOR = 0.50       # fp32 time / int8 time at batch 64: at most twice fp32's time
+SPEED_FLOOR = 0.625      # fp32 time / int8 time at batch 64: at most 1.6x fp32's time
 _TRAINED: list[Trained] = []
 
 
@@ -125,18 +127,24 @@ def grade(quantize: Callable, work: Path, show: bool = True) -> list[Verdict]:
             ratio = interleaved_ratio(lambda: fp32.run(None, {"input": batch}), lambda: int8.run(None, {"input": batch}),
                                       rounds=5, repeats=50)
         dynamic = any(node.op_type == "DynamicQuantizeLinear" for node in onnx.load(str(target)).graph.node)
-        hint = ("dynamic quantization computes activation scales on every call (lesson 07 measures it): calibrate "
-                "once with static quantization (QDQ)" if dynamic else
-                "run onnxruntime.quantization.shape_inference.quant_pre_process on the fp32 file first, then "
-                "quantize_static with QuantFormat.QDQ")
-        expect(ratio >= SPEED_FLOOR, f"at batch 64 the int8 model takes {1 / ratio:.1f}x the time of fp32 (one thread); "
-               f"the budget is {1 / SPEED_FLOOR:.0f}x: {hint}")
+        if dynamic:
+            hint = ("dynamic quantization computes activation scales on every call (lesson 07 measures it): calibrate "
+                    "once with static quantization (QDQ)")
+        elif "INT8" in qdq_zero_points(target):
+            hint = ("its activations are signed int8 (the symmetric form TensorRT needs); ONNX Runtime's fast x86 "
+                    "kernels take uint8 activations: quantize_static with activation_type=QuantType.QUInt8 "
+                    "(lesson 07 measures both)")
+        else:
+            hint = ("run onnxruntime.quantization.shape_inference.quant_pre_process on the fp32 file first, then "
+                    "quantize_static with QuantFormat.QDQ")
+        expect(ratio >= SPEED_FLOOR, f"at batch 64 the int8 model takes {1 / ratio:.2f}x the time of fp32 (one thread); "
+               f"the budget is {1 / SPEED_FLOOR:.2f}x: {hint}")
 
     checks = [Check("7.1", 2, "quantize writes an ONNX model that ONNX Runtime runs", writes),
               Check("7.2", 1, f"the model's files, all of them, at most {SIZE_BUDGET:.0%} of fp32", small, ("7.1",)),
               Check("7.3", 1, f"at least {INT8_SHARE:.0%} of the weights stored as 8-bit integers", eight_bit, ("7.1",)),
               Check("7.4", 1, f"accuracy within {ACCURACY_BUDGET} of fp32", accurate, ("7.1",)),
               Check("7.5", 1, f"agrees with fp32 on at least {AGREEMENT_FLOOR:.0%} of test images", agrees, ("7.1",)),
-              Check("7.6", 1, f"at batch 64 at most {1 / SPEED_FLOOR:.0f}x the time of fp32 (one thread)",
+              Check("7.6", 1, f"at batch 64 at most {1 / SPEED_FLOOR:.2f}x the time of fp32 (one thread)",
                     fast_enough, ("7.3", "7.4"))]
     return run_checks(checks, show=show)
