@@ -21,7 +21,7 @@ class Sample:
 def parse_prometheus(text: str) -> list[Sample]:
     """Parse every sample line (comments skipped) of a Prometheus text exposition.
 
-    Introduced in 04_triton.
+    Introduced in 05_triton_batching_and_operations.
     """
     samples = []
     for line in text.splitlines():

@@ -78,7 +78,7 @@ def onnx_session(path: Path, threads: int = 1, optimization: str = "all"):
     """An onnxruntime CPU InferenceSession for `path` with a fixed thread count.
 
     `optimization` is the graph optimization level: "disabled", "basic", "extended"
-    or "all" (ONNX Runtime's default). Introduced in 04_triton.
+    or "all" (ONNX Runtime's default). Introduced in 05_triton_batching_and_operations.
     """
     import onnxruntime as ort
 

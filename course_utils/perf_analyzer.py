@@ -70,7 +70,7 @@ def perf_analyzer_command(model: str, url: str, csv_path: Path, *, concurrency: 
     perf_analyzer repeats its measurement (up to 10 windows) until 3 in a row agree
     within `stability_percentage` %.
 
-    Introduced in 04_triton.
+    Introduced in 05_triton_batching_and_operations.
     """
     if protocol not in ("http", "grpc"):
         raise ValueError(f"protocol must be 'http' or 'grpc', got {protocol!r}")
@@ -122,7 +122,7 @@ def run_perf_analyzer(model: str, url: str, out_dir: Path, concurrencies: Sequen
     once more at 100 % and marked stable=False in the table. Raises
     PerfAnalyzerError with perf_analyzer's own output.
 
-    Introduced in 04_triton.
+    Introduced in 05_triton_batching_and_operations.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

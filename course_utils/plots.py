@@ -85,7 +85,7 @@ def plot_throughput_vs_latency(table, title: str, latency: str = "p99_ms", log_s
 
     `table` is what perf_analyzer.run_perf_analyzer() returns (several setups concatenated).
     Up and to the left is better. `log_scale` puts both axes on a log scale (for
-    setups that differ by orders of magnitude). Introduced in 04_triton.
+    setups that differ by orders of magnitude). Introduced in 05_triton_batching_and_operations.
     """
     fig, ax = plt.subplots(figsize=(7, 4.5))
     plt.close(fig)

@@ -28,7 +28,7 @@ class Timing:
 def time_function(label: str, function: Callable[[], object], warmup: int = 20, repeats: int = 200) -> Timing:
     """Call `function` `warmup` times untimed, then `repeats` times timed; return the Timing.
 
-    Introduced in 06_onnx_and_tensorrt.
+    Introduced in 05_triton_batching_and_operations.
     """
     for _ in range(warmup):
         function()
