@@ -65,6 +65,18 @@ def save_torchscript(model: torch.nn.Module, path: Path, example: torch.Tensor |
     return path
 
 
+def write_model_file(model_class: type[torch.nn.Module], folder: Path) -> Path:
+    """Write the source of `model_class` to FOLDER/<module>.py, for torch-model-archiver's --model-file.
+
+    TorchServe imports that file, builds the one nn.Module class in it with no arguments and loads
+    the state_dict given as --serialized-file: an eager model, which `torch.compile` can compile.
+    Introduced in 03_archiving_and_deployment.
+    """
+    path = Path(folder) / f"{model_class.__name__.lower()}.py"
+    path.write_text("import torch\nfrom torch import nn\n\n\n" + inspect.getsource(model_class))
+    return path
+
+
 def write_index_to_name(mapping: dict[str, str], folder: Path) -> Path:
     """Write the class-index -> name file that TorchServe's BaseHandler loads as self.mapping.
 
@@ -140,12 +152,13 @@ class LocalResponse:
 
 
 def run_handler_locally(handler: Path, serialized_file: Path, requests: Sequence[Any],
-                        extra_files: Sequence[Path] = (), content_type: str = "application/json"
-                        ) -> list[LocalResponse]:
+                        extra_files: Sequence[Path] = (), content_type: str = "application/json",
+                        model_yaml_config: dict | None = None) -> list[LocalResponse]:
     """Load a handler the way a TorchServe worker does and send it one batch of requests.
 
     Each request is the body as the worker would see it (bytes, str, or already-
-    parsed JSON). Exceptions are NOT caught: a bug shows its real traceback here, with
+    parsed JSON); `model_yaml_config` is what the archive's model-config.yaml would hold.
+    Exceptions are NOT caught: a bug shows its real traceback here, with
     your handler's own file, line and code (a note under the traceback names the line),
     where in a server you would only see "Worker died" or HTTP 503.
 
@@ -178,7 +191,8 @@ def run_handler_locally(handler: Path, serialized_file: Path, requests: Sequence
             metrics = MetricsCacheYamlImpl(config_file_path=str(Path(ts.__file__).parent / "configs" / "metrics.yaml"))
             metrics.initialize_cache()
             context = Context("local", str(model_dir), manifest, batch_size=len(requests), gpu=None,
-                              mms_version="local", metrics=metrics, model_yaml_config={})
+                              mms_version="local", metrics=metrics,
+                              model_yaml_config=model_yaml_config or {})
             instance.initialize(context)
             context.request_processor = [RequestProcessor({"body": {"content-type": content_type}})
                                          for _ in requests]

@@ -7,6 +7,7 @@ installed (the Makefile calls `doctor --prereqs` first).
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import re
 import shutil
 import socket
@@ -133,6 +134,16 @@ def _check_socket_paths() -> Finding:
                    "set TMPDIR to a short folder such as /tmp before `make lab`")
 
 
+def _check_cxx() -> Finding:
+    """torch.compile and AOTInductor write C++ for the CPU and need a compiler to build it (lessons 03, 07)."""
+    candidates = [os.environ.get("CXX", ""), "g++", "clang++", "c++"]
+    compiler = next((shutil.which(c) for c in candidates if c and shutil.which(c)), None)
+    version = _run([compiler, "--version"]) if compiler else None
+    return Finding("C++ compiler (torch.compile, AOTInductor)", version is not None,
+                   version.splitlines()[0] if version else "no g++, clang++ or c++ on PATH",
+                   "`sudo apt-get install -y g++`, or `conda install -c conda-forge gxx`")
+
+
 def _check_disk(minimum_gb: float = 5.0) -> Finding:
     free_gb = shutil.disk_usage(Path(__file__).resolve().parent).free / 1e9
     return Finding(f"free disk >= {minimum_gb:.0f} GB", free_gb >= minimum_gb, f"{free_gb:.1f} GB free",
@@ -156,7 +167,7 @@ def all_findings() -> list[Finding]:
             _check_package("torch", "2.13.0"), _check_package("torchserve", "0.12.0"),
             _check_package("torch-model-archiver", "0.12.0"), _check_package("onnxruntime"),
             _check_package("nvidia-pytriton", "0.7.0"), _check_package("tritonclient", "2.51.0"),
-            _check_loopback_port(), _check_socket_paths(), _check_disk(),
+            _check_cxx(), _check_loopback_port(), _check_socket_paths(), _check_disk(),
             _check_gpu(), _check_tensorrt(), _check_docker()]
 
 
