@@ -86,3 +86,22 @@ def configuration_numbers(results: pd.DataFrame, reference: Mapping[str, str]) -
             row["throughput_share"] = best["throughput"] / ceiling["throughput"].max()
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def samples_per_second(function: Callable[[], object], batch: int, budget_s: float = 0.5) -> float:
+    """Samples per second of `function`, one call computing `batch` samples, timed for about `budget_s`.
+
+    Three warm-up calls (TorchScript optimizes a model during its first calls), then as many timed
+    calls as fit in the budget (at least 3); the median call time gives the rate.
+    Introduced in 11_serving_share.
+    """
+    for _ in range(3):
+        start = time.perf_counter()
+        function()
+        first = time.perf_counter() - start
+    durations = []
+    for _ in range(max(3, int(budget_s / max(first, 1e-6)))):
+        start = time.perf_counter()
+        function()
+        durations.append(time.perf_counter() - start)
+    return batch / float(np.median(durations))

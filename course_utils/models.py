@@ -3,6 +3,7 @@
 * ChurnMLP: 4 raw customer features -> 2 logits (stays / churns). It carries the
   training set's mean and std as buffers, so a server can send raw numbers.
 * DigitCNN: a 1x8x8 digit image -> 10 logits.
+* ResNet18Sized: ResNet-18's layers with random weights, a compute-heavy stand-in (lesson 11).
 """
 
 from __future__ import annotations
@@ -70,6 +71,44 @@ class DigitCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with batch norm and a shortcut: ResNet-18's building block."""
+
+    def __init__(self, channels_in: int, channels_out: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels_in, channels_out, 3, stride, 1, bias=False), nn.BatchNorm2d(channels_out), nn.ReLU(),
+            nn.Conv2d(channels_out, channels_out, 3, 1, 1, bias=False), nn.BatchNorm2d(channels_out))
+        self.shortcut = nn.Identity() if stride == 1 and channels_in == channels_out else nn.Sequential(
+            nn.Conv2d(channels_in, channels_out, 1, stride, bias=False), nn.BatchNorm2d(channels_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+class ResNet18Sized(nn.Module):
+    """ResNet-18's layers (11.7 M parameters, 1.8 GFLOPs per 3x224x224 image) with random weights.
+
+    A stand-in for a compute-heavy model: nothing is downloaded, and serving cost depends on the
+    layers, not on what the weights learned. Build it with `torch.manual_seed(...)` set for
+    repeatable outputs.
+    """
+
+    def __init__(self, classes: int = 1000) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+                                  nn.MaxPool2d(3, 2, 1))
+        blocks, channels = [], 64
+        for width, stride in [(64, 1), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1)]:
+            blocks.append(BasicBlock(channels, width, stride))
+            channels = width
+        self.blocks = nn.Sequential(*blocks)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(x)))
 
 
 @dataclass

@@ -189,3 +189,28 @@ def plot_power_curve(users: Sequence[int], power: Sequence[float], false_positiv
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_serving_share(measured, targets: dict[str, float], title: str) -> Figure:
+    """Share of in-process throughput kept when served, against the model's compute per sample.
+
+    `measured` has columns configuration, ms per sample and share; `targets` draws a dashed line
+    per configuration name (e.g. {"Triton with batching": 0.8}). Introduced in 11_serving_share.
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    plt.close(fig)
+    colors = {}
+    for configuration, rows in measured.sort_values("ms per sample").groupby("configuration", sort=True):
+        line, = ax.plot(rows["ms per sample"], rows["share"], marker="o", label=configuration)
+        colors[configuration] = line.get_color()
+    for configuration, level in targets.items():
+        ax.axhline(level, linestyle="--", linewidth=1, color=colors.get(configuration, "grey"),
+                   label=f"target for {configuration}: {level}")
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1.1)
+    ax.set_xlabel("model compute per sample, ms (in-process, one thread, log scale)")
+    ax.set_ylabel("served / in-process samples per second")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig

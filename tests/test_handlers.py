@@ -46,3 +46,24 @@ def test_a_handler_file_with_two_classes_is_refused_with_the_rule(churn_files, t
                    "class A(BaseHandler):\n    pass\nclass B(BaseHandler):\n    pass\n")
     with pytest.raises(ValueError, match="exactly one class"):
         run_handler_locally(two, churn_files["model"], [[1, 2, 3, 4]])
+
+
+def test_tensor_handler_takes_raw_float32_and_rejects_each_bad_request_alone(tmp_path):
+    import numpy as np
+    import torch
+
+    from course_utils.models import DigitCNN
+
+    torch.manual_seed(0)
+    model = save_torchscript(DigitCNN().eval(), tmp_path / "digit.pt", example=torch.rand(1, 1, 8, 8))
+    good = np.random.default_rng(0).random((1, 8, 8), dtype=np.float32)
+    nan = good.copy()
+    nan[0, 0, 0] = np.nan
+    answers = run_handler_locally(handler_file("tensor_handler"), model,
+                                  [good.tobytes(), good.tobytes()[:-4], nan.tobytes(), good.tobytes()],
+                                  extra_files=[handler_file("batch_safe")], content_type="application/octet-stream",
+                                  model_yaml_config={"handler": {"shape": [1, 8, 8]}})
+    assert [a.status for a in answers] == [200, 400, 400, 200]
+    assert "expected 256 bytes (float32 of shape [1, 8, 8]), got 252" in answers[1].message
+    assert "NaN" in answers[2].message
+    assert answers[0].body == answers[3].body and set(answers[0].body) == {"prediction"}
