@@ -37,7 +37,7 @@ class TensorHandler(BatchSafeHandler):
     def parse_row(self, row: dict) -> torch.Tensor:
         body = request_body(row)
         if isinstance(body, str):
-            body = body.encode("latin-1", errors="replace")
+            body = body.encode("utf-8")   # the worker decoded a text part as UTF-8: undo exactly that
         if not isinstance(body, (bytes, bytearray)):
             raise BadRequest(f"send the sample as raw float32 bytes (application/octet-stream), "
                              f"not {type(body).__name__}")
