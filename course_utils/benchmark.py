@@ -24,7 +24,7 @@ def run_in_process(label: str, function: Callable[[], object], concurrencies: Se
     Returns one row per level: setup, concurrency, throughput (calls/s), p50/p90/p95/p99
     and avg latency in ms, stable=True (no stability criterion applies here).
 
-    Introduced in 10_benchmark.
+    Introduced in 11_benchmark.
     """
     if calls_per_level < 1 or not concurrencies or min(concurrencies) < 1:
         raise ValueError(f"need calls_per_level >= 1 and concurrencies >= 1, got {calls_per_level} and {concurrencies}")
@@ -66,7 +66,7 @@ def configuration_numbers(results: pd.DataFrame, reference: Mapping[str, str]) -
     how many times slower one served request is) and `throughput_share` (best
     throughput, the share of the in-process ceiling that serving keeps).
 
-    Introduced in 10_benchmark.
+    Introduced in 11_benchmark.
     """
     unknown = sorted(set(reference.values()) - set(results["setup"]))
     if unknown:
@@ -93,7 +93,7 @@ def samples_per_second(function: Callable[[], object], batch: int, budget_s: flo
 
     Three warm-up calls (TorchScript optimizes a model during its first calls), then as many timed
     calls as fit in the budget (at least 3); the median call time gives the rate.
-    Introduced in 11_serving_share.
+    Introduced in 12_serving_share.
     """
     for _ in range(3):
         start = time.perf_counter()

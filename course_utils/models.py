@@ -3,7 +3,7 @@
 * ChurnMLP: 4 raw customer features -> 2 logits (stays / churns). It carries the
   training set's mean and std as buffers, so a server can send raw numbers.
 * DigitCNN: a 1x8x8 digit image -> 10 logits.
-* ResNet18Sized: ResNet-18's layers with random weights, a compute-heavy stand-in (lesson 11).
+* ResNet18Sized: ResNet-18's layers with random weights, a compute-heavy stand-in (lesson 12).
 """
 
 from __future__ import annotations

@@ -157,7 +157,7 @@ def torchserve_input_data(request_body: Path, dest: Path) -> Path:
     """Write the --input-data JSON that `--service-kind torchserve` needs; return its path.
 
     perf_analyzer POSTs the file named in it (e.g. a JSON request body or a PNG) to
-    /predictions/<model>. Introduced in 10_benchmark.
+    /predictions/<model>. Introduced in 11_benchmark.
     """
     import json
 

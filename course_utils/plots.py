@@ -195,7 +195,7 @@ def plot_serving_share(measured, targets: dict[str, float], title: str) -> Figur
     """Share of in-process throughput kept when served, against the model's compute per sample.
 
     `measured` has columns configuration, ms per sample and share; `targets` draws a dashed line
-    per configuration name (e.g. {"Triton with batching": 0.8}). Introduced in 11_serving_share.
+    per configuration name (e.g. {"Triton with batching": 0.8}). Introduced in 12_serving_share.
     """
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     plt.close(fig)

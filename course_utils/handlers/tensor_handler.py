@@ -9,7 +9,7 @@ The sample's shape comes from model-config.yaml, so one handler serves any model
       shape: [3, 224, 224]
 
 Each worker computes on one thread, like the in-process measurements it is compared with.
-Archive it with batch_safe.py as --extra-files. Introduced in 11_serving_share.
+Archive it with batch_safe.py as --extra-files. Introduced in 12_serving_share.
 """
 
 from __future__ import annotations

@@ -240,7 +240,7 @@ def next_step(scores: list[ExerciseScore]) -> str:
         if score.points == 0 or score.score < score.points:
             return (f"Next: {score.name} ({score.score}/{score.points} points). Open exercises/{score.name}.ipynb, "
                     "answer where it says YOUR CODE HERE, and run its grader cells; the ❌ lines say what to fix.")
-    return "All graded exercises have full marks. Next: the closing benchmark, notebooks/10_benchmark.ipynb."
+    return "All graded exercises have full marks. Next: the closing benchmark, notebooks/11_benchmark.ipynb."
 
 
 def result_json(score: ExerciseScore) -> str:
