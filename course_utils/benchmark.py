@@ -15,6 +15,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 from .progress import progress
+from .timing import time_function
 
 
 def run_in_process(label: str, function: Callable[[], object], concurrencies: Sequence[int],
@@ -95,13 +96,6 @@ def samples_per_second(function: Callable[[], object], batch: int, budget_s: flo
     calls as fit in the budget (at least 3); the median call time gives the rate.
     Introduced in 12_serving_share.
     """
-    for _ in range(3):
-        start = time.perf_counter()
-        function()
-        first = time.perf_counter() - start
-    durations = []
-    for _ in range(max(3, int(budget_s / max(first, 1e-6)))):
-        start = time.perf_counter()
-        function()
-        durations.append(time.perf_counter() - start)
-    return batch / float(np.median(durations))
+    warm = time_function("warm-up", function, warmup=2, repeats=1).median_ms / 1000   # the third call, timed
+    repeats = max(3, int(budget_s / max(warm, 1e-6)))
+    return batch / (time_function("rate", function, warmup=0, repeats=repeats).median_ms / 1000)

@@ -137,7 +137,7 @@ def _check_socket_paths() -> Finding:
 def _check_cxx() -> Finding:
     """torch.compile and AOTInductor write C++ for the CPU and need a compiler to build it (lessons 03, 07)."""
     candidates = [os.environ.get("CXX", ""), "g++", "clang++", "c++"]
-    compiler = next((shutil.which(c) for c in candidates if c and shutil.which(c)), None)
+    compiler = next(filter(None, (shutil.which(c) for c in candidates if c)), None)
     version = _run([compiler, "--version"]) if compiler else None
     return Finding("C++ compiler (torch.compile, AOTInductor)", version is not None,
                    version.splitlines()[0] if version else "no g++, clang++ or c++ on PATH",
