@@ -16,6 +16,18 @@ SHM_PATTERN = "course_*"  # course_utils.triton gives each server's python backe
 _START = time.time()
 
 
+def alive(pids: list[int]) -> list[int]:
+    """The pids still running. A process may exit between any two psutil calls, so ask once per pid."""
+    running = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                running.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return running
+
+
 def own_paths(session: pytest.Session) -> list[str]:
     """Folders only this run's servers use: the notebooks' work/ and this session's pytest temp dir.
 

@@ -11,6 +11,7 @@ from course_utils.archiver import archive_model
 from course_utils.paths import socket_path_problem
 from course_utils.ports import port_is_free
 from course_utils.torchserve import ModelSettings, TorchServe
+from conftest import alive
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def test_two_servers_side_by_side_then_nothing_left(store, tmp_path):
     assert len(set(ports)) == 10
     for server in servers:
         server.stop()
-    assert not [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+    assert not alive(pids)
     assert all(port_is_free(port) for port in ports)
 
 

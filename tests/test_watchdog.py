@@ -17,6 +17,7 @@ import pytest
 from course_utils.archiver import archive_model
 from course_utils.models import train_digit_cnn
 from course_utils.pipelines import write_pipeline_steps
+from conftest import alive
 
 
 KERNEL = """
@@ -32,10 +33,6 @@ if sys.argv[4] == "exit":
     sys.exit(0)   # a normal end: the atexit hooks stop both servers
 time.sleep(600)
 """
-
-
-def alive(pids: list[int]) -> list[int]:
-    return [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM, None],
