@@ -60,13 +60,15 @@ def perf_analyzer_env() -> dict[str, str]:
 
 
 def perf_analyzer_command(model: str, url: str, csv_path: Path, *, concurrency: int = 1, protocol: str = "http",
-                          batch_size: int = 1, shapes: Sequence[str] = (), input_data: Path | None = None,
+                          batch_size: int = 1, shapes: Sequence[str] = (), input_data: Path | str | None = None,
                           service_kind: str = "triton", request_count: int = 500,
                           stability_percentage: int = STABLE, extra: Sequence[str] = ()) -> list[str]:
     """The perf_analyzer command line for one concurrency level.
 
-    `shapes` like ["input:4"] are needed only for dynamic dims; `input_data` is a
-    JSON file of inputs (for TorchServe: {"data": [{"TORCHSERVE_INPUT": ["file.json"]}]}).
+    `shapes` like ["input:4"] are needed only for dynamic dims. `input_data` is "zero",
+    a folder with one raw file per input named after it (one batch-1 sample), or a JSON
+    file of inputs (for TorchServe: {"data": [{"TORCHSERVE_INPUT": ["file.json"]}]});
+    without it perf_analyzer sends random data.
     perf_analyzer repeats its measurement (up to 10 windows) until 3 in a row agree
     within `stability_percentage` %.
 
