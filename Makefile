@@ -28,7 +28,7 @@ LOCK_DATE  ?= 2026-12-01T00:00:00Z
 LOCK_TORCH ?= --torch-backend cpu
 LOCK_OUTPUT ?= requirements.lock
 
-.PHONY: setup lab test test-fast release grade grade-submissions doctor lock reset-exercise clean
+.PHONY: setup lab test test-fast release grade grade-submissions doctor lock lock-check models reset-exercise clean
 
 setup: $(STAMP)
 
@@ -49,6 +49,17 @@ lock: setup
 	    --upgrade --custom-compile-command "make lock" -o $(LOCK_OUTPUT)
 	@# The lock pins torch's version, not its build: pip accepts 2.13.0+cpu and the CUDA builds.
 	sed -i -E 's/^(torch==[0-9.]+)\+[a-z0-9]+$$/\1/' $(LOCK_OUTPUT)
+
+# Course authors, with network: does `make lock` still write requirements.lock to the byte, and is every
+# GPU extra still published? Both answers depend on what the index serves today, so `make test` never asks.
+lock-check: setup
+	$(MAKE) -s lock LOCK_OUTPUT=$(VENV)/lock-check.txt
+	diff -u requirements.lock $(VENV)/lock-check.txt && echo "requirements.lock is what make lock writes today"
+	$(PY) -m course_utils.machinery.index_checks
+
+# Course authors: retrain the weights the course ships (course_utils/weights/) on the AVX2 code path.
+models: setup
+	$(PY) -m course_utils train-models
 
 # JupyterLab listens on 127.0.0.1 only and opens on lesson 00; its terminals find torchserve
 # & co. on PATH. Ctrl+C twice stops it cleanly: `exec` replaces the recipe's shell with jupyter,

@@ -1,4 +1,5 @@
-"""Command line: python -m course_utils {doctor,grade,reset-exercise,release,check-release,execute}."""
+"""Command line: python -m course_utils {doctor,grade,grade-submissions,reset-exercise,release,check-release,execute,
+train-models}."""
 
 from __future__ import annotations
 
@@ -75,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     submissions.add_argument("--timeout", type=float, default=900, help="seconds one notebook may take (default 900)")
     execute = sub.add_parser("execute", help="run notebooks and store them with fresh outputs")
     execute.add_argument("notebooks", nargs="+", type=Path)
+    models = sub.add_parser("train-models", help="course authors: retrain the shipped model weights (AVX2 code path)")
+    models.add_argument("--check", action="store_true", help="train anew and compare with the shipped files")
     args = parser.parse_args(argv)
 
     if args.command == "doctor":
@@ -88,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         return _check_release()
     if args.command == "execute":
         return _execute(args.notebooks)
+    if args.command == "train-models":
+        from .machinery.weights import train_models
+        return train_models(check=args.check)
     if args.command == "grade-submissions":
         from .machinery.submissions import main as submissions_main
         return submissions_main(args.folder, args.out, args.jobs, args.timeout)

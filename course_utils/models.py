@@ -1,9 +1,15 @@
-"""The course's two reference models, trained in seconds on the CPU.
+"""The course's two reference models, trained in seconds on the CPU, and their shipped weights.
 
 * ChurnMLP: 4 raw customer features -> 2 logits (stays / churns). It carries the
   training set's mean and std as buffers, so a server can send raw numbers.
 * DigitCNN: a 1x8x8 digit image -> 10 logits.
 * ResNet18Sized: ResNet-18's layers with random weights, a compute-heavy stand-in (lesson 12).
+
+Lessons serve the weights the course ships (load_churn_model, load_digit_cnn): the same seed
+trains slightly different weights on CPUs whose math libraries take other vector code paths
+(AVX2, AVX-512), so a model a learner serves is a file, as it is in production.
+`python -m course_utils train-models` regenerates the files with train_churn_model and
+train_digit_cnn.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import random
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -149,6 +156,7 @@ def _fit(model: nn.Module, data: Split, epochs: int, lr: float, batch_size: int,
 def train_churn_model(seed: int = 0, epochs: int = 30) -> Trained:
     """Train the churn MLP on make_churn_data(); about a second on one CPU core.
 
+    Lessons load the weights this made (load_churn_model); lesson 00 trains it to show why.
     Introduced in 00_setup.
     """
     data = make_churn_data(seed=seed)
@@ -163,7 +171,7 @@ def train_churn_model(seed: int = 0, epochs: int = 30) -> Trained:
 def train_digit_cnn(seed: int = 0, epochs: int = 12) -> Trained:
     """Train the digit CNN on scikit-learn's digits; a few seconds on one CPU core.
 
-    Introduced in 00_setup.
+    Lessons load the weights this made (load_digit_cnn). Internal helper: no lesson calls it.
     """
     data = load_digits_split(seed=seed)
     with single_thread():
@@ -171,3 +179,47 @@ def train_digit_cnn(seed: int = 0, epochs: int = 12) -> Trained:
         model = DigitCNN()
         _fit(model, data, epochs=epochs, lr=3e-3, batch_size=32, seed=seed)
         return Trained(model, data, accuracy(model, data.x_test, data.y_test))
+
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+def weights_file(name: str, seed: int, epochs: int) -> Path:
+    """The shipped weights of one trained model: course_utils/weights/<name>_seed<S>_epochs<E>.pt.
+
+    Internal helper: no lesson calls it.
+    """
+    return WEIGHTS_DIR / f"{name}_seed{seed}_epochs{epochs}.pt"
+
+
+def _load_weights(model: nn.Module, name: str, seed: int, epochs: int, trainer: str) -> nn.Module:
+    path = weights_file(name, seed, epochs)
+    if not path.is_file():
+        shipped = ", ".join(sorted(p.stem for p in WEIGHTS_DIR.glob(f"{name}_*.pt")))
+        raise ValueError(f"the course ships no {name} weights for seed={seed}, epochs={epochs} (it ships: {shipped}); "
+                         f"train that model yourself with {trainer}(seed={seed}, epochs={epochs})")
+    # weights_only=True: unpickle tensors only, never code (a .pt file can carry code otherwise).
+    model.load_state_dict(torch.load(path, weights_only=True))
+    return model.eval()
+
+
+def load_churn_model(seed: int = 0, epochs: int = 30) -> Trained:
+    """The churn MLP that train_churn_model(seed, epochs) trained, loaded from the weights the course ships.
+
+    The same on every machine to the last bit, unlike a model trained on the learner's CPU.
+
+    Introduced in 00_setup.
+    """
+    data = make_churn_data(seed=seed)
+    model = _load_weights(ChurnMLP(), "churn", seed, epochs, "train_churn_model")
+    return Trained(model, data, accuracy(model, data.x_test, data.y_test))
+
+
+def load_digit_cnn(seed: int = 0, epochs: int = 12) -> Trained:
+    """The digit CNN that train_digit_cnn(seed, epochs) trained, loaded from the weights the course ships.
+
+    Introduced in 00_setup.
+    """
+    data = load_digits_split(seed=seed)
+    model = _load_weights(DigitCNN(), "digits", seed, epochs, "train_digit_cnn")
+    return Trained(model, data, accuracy(model, data.x_test, data.y_test))

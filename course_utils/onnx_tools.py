@@ -78,7 +78,11 @@ def onnx_session(path: Path, threads: int = 1, optimization: str = "all"):
     """An onnxruntime CPU InferenceSession for `path` with a fixed thread count.
 
     `optimization` is the graph optimization level: "disabled", "basic", "extended"
-    or "all" (ONNX Runtime's default). Introduced in 05_triton_batching_and_operations.
+    or "all" (ONNX Runtime's default). `session.x64quantprecision` is on: an x86 CPU without
+    VNNI runs int8 (U8S8) products with a 16-bit intermediate that saturates, so the same
+    quantized file gave other answers there than on a VNNI CPU; this option makes it compute
+    them exactly (a little slower; CPUs with VNNI are unaffected).
+    Introduced in 05_triton_batching_and_operations.
     """
     import onnxruntime as ort
 
@@ -92,6 +96,7 @@ def onnx_session(path: Path, threads: int = 1, optimization: str = "all"):
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = levels[optimization]
+    options.add_session_config_entry("session.x64quantprecision", "1")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

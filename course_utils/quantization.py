@@ -11,6 +11,23 @@ import torch
 from torch import nn
 
 
+def cpu_features() -> dict[str, object]:
+    """What decides this CPU's int8 and half-precision speed: its vector width, VNNI and bf16 instructions.
+
+    Read from /proc/cpuinfo (Linux). VNNI (`avx512_vnni`, `avx_vnni`) gives int8 dot products;
+    `avx512_bf16` and `amx_bf16` give bf16 arithmetic; `avx512_fp16` and `amx_fp16` fp16 arithmetic.
+    A fact of the machine, not of the course: it differs between learners.
+
+    Introduced in 07_quantization.
+    """
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+    return {"vector instructions": torch.backends.cpu.get_cpu_capability(),
+            "int8 dot products (VNNI)": bool(flags & {"avx512_vnni", "avx_vnni"}),
+            "bf16 arithmetic": bool(flags & {"avx512_bf16", "amx_bf16"}),
+            "fp16 arithmetic": bool(flags & {"avx512_fp16", "amx_fp16"})}
+
+
 def size_kb(model_or_file: nn.Module | Path) -> float:
     """Size in KiB of a model file, or of the tensors a module's saved state_dict holds (those its graph uses).
 

@@ -86,10 +86,10 @@ def churn_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A TorchScript churn model, its labels and the course handlers, in a temp folder."""
     from course_utils.archiver import handler_file, save_torchscript, write_index_to_name
     from course_utils.data import CHURN_CLASSES
-    from course_utils.models import train_churn_model
+    from course_utils.models import load_churn_model
 
     folder = tmp_path_factory.mktemp("churn")
-    return {"model": save_torchscript(train_churn_model().model, folder / "churn.pt"),
+    return {"model": save_torchscript(load_churn_model().model, folder / "churn.pt"),
             "labels": write_index_to_name(CHURN_CLASSES, folder),
             "handler": handler_file("churn_handler"), "base": handler_file("batch_safe")}
 

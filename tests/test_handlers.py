@@ -6,7 +6,7 @@ import pytest
 
 from course_utils.archiver import handler_file, run_handler_locally, save_torchscript, write_index_to_name
 from course_utils.data import DIGIT_CLASSES, write_digit_pngs
-from course_utils.models import train_digit_cnn
+from course_utils.models import load_digit_cnn
 
 
 def test_churn_handler_answers_each_request_of_a_batch(churn_files):
@@ -24,7 +24,7 @@ def test_churn_handler_answers_each_request_of_a_batch(churn_files):
 @pytest.fixture(scope="module")
 def digit_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("digits")
-    return {"model": save_torchscript(train_digit_cnn().model, folder / "digits.pt"),
+    return {"model": save_torchscript(load_digit_cnn().model, folder / "digits.pt"),
             "labels": write_index_to_name(DIGIT_CLASSES, folder), "pngs": write_digit_pngs(folder / "png", 3)}
 
 

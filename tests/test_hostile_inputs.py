@@ -8,7 +8,7 @@ import pytest
 from course_utils.archiver import archive_model, handler_file, save_torchscript, write_index_to_name
 from course_utils.data import DIGIT_CLASSES, write_digit_pngs
 from course_utils.hostile_inputs import churn_hostile_inputs, digit_hostile_inputs, probe
-from course_utils.models import train_digit_cnn
+from course_utils.models import load_digit_cnn
 from course_utils.torchserve import ModelSettings, TorchServe
 
 
@@ -39,7 +39,7 @@ def server(churn_files, tmp_path_factory):
     store = folder / "store"
     archive_model("churn", churn_files["model"], churn_files["handler"], store,
                   extra_files=[churn_files["base"], churn_files["labels"]])
-    digit_pt = save_torchscript(train_digit_cnn().model, folder / "digits.pt")
+    digit_pt = save_torchscript(load_digit_cnn().model, folder / "digits.pt")
     labels = write_index_to_name(DIGIT_CLASSES, folder)
     archive_model("digits", digit_pt, handler_file("digit_handler"), store,
                   extra_files=[handler_file("batch_safe"), labels])
@@ -77,11 +77,11 @@ def test_the_triton_preprocessor_answers_each_hostile_image_with_400_and_keeps_s
     import tritonclient.http as httpclient
     from tritonclient.utils import InferenceServerException
 
-    from course_utils.models import train_digit_cnn
+    from course_utils.models import load_digit_cnn
     from course_utils.pipelines import png_batch, write_pipeline_steps
     from course_utils.triton import TritonServer
 
-    write_pipeline_steps(tmp_path / "repo", train_digit_cnn(epochs=1).model)
+    write_pipeline_steps(tmp_path / "repo", load_digit_cnn().model)
     good = png_batch(write_digit_pngs(tmp_path / "pngs", count=1)[0][:1])
     images = {name: body["data"] for name, body in digit_hostile_inputs().items() if "data" in body}
     with TritonServer(tmp_path / "repo", tmp_path / "server", models=["preprocess"]) as server:
@@ -127,13 +127,13 @@ def test_the_served_churn_model_refuses_each_hostile_request_alone_and_its_stub_
     import torch
 
     from course_utils.hostile_inputs import triton_churn_hostile_inputs
-    from course_utils.models import train_churn_model
+    from course_utils.models import load_churn_model
     from course_utils.onnx_tools import export_onnx
     from course_utils.triton import TritonServer
     from course_utils.triton_config import io_tensor, model_config, write_config
 
     repo = tmp_path / "repo"
-    trained = train_churn_model()
+    trained = load_churn_model()
     export_onnx(trained.model, torch.from_numpy(trained.data.x_test[:2]), repo / "churn" / "1" / "model.onnx")
     write_config(repo / "churn", model_config(
         "churn", platform="onnxruntime_onnx", max_batch_size=8, instance_count=1,

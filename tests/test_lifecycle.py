@@ -136,10 +136,10 @@ def test_a_dead_torchserve_is_named_below_the_failed_cell_within_seconds(store, 
 @pytest.mark.slow
 def test_a_dead_tritonserver_is_named_below_the_failed_cell(tmp_path, shell, capsys):
     from course_utils.pipelines import write_pipeline_steps
-    from course_utils.models import train_digit_cnn
+    from course_utils.models import load_digit_cnn
     from course_utils.triton import TritonServer
 
-    write_pipeline_steps(tmp_path / "repo", train_digit_cnn(epochs=1).model)
+    write_pipeline_steps(tmp_path / "repo", load_digit_cnn().model)
     with TritonServer(tmp_path / "repo", tmp_path / "triton", models=["preprocess"]) as server:
         shell.user_ns["client"] = server.http_client()
         server.process.kill()

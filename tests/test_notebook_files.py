@@ -1,6 +1,9 @@
 """Stored notebooks: opening and saving one in JupyterLab changes nothing, and what a learner
 reads is complete without running or trusting it (no machine paths, no test markers, no
-progress bar stuck at 0 %, a current doctor table)."""
+progress bar stuck at 0 %, a current doctor table).
+
+Only the course's own files are judged: the lessons, the solutions, and the exercises that are still
+the student copy `release` wrote. An exercise a learner edited, saved by any editor, is theirs."""
 
 from __future__ import annotations
 
@@ -15,10 +18,10 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_server.services.contents.filemanager import FileContentsManager
 
 from course_utils.machinery.notebook_store import KERNELSPEC, as_text, normalized
+from course_utils.machinery.release import course_notebooks
 from course_utils.paths import REPO_ROOT
 
-NOTEBOOKS = sorted([*REPO_ROOT.glob("notebooks/*.ipynb"), *REPO_ROOT.glob("solutions/*.ipynb"),
-                    *REPO_ROOT.glob("exercises/*.ipynb")])
+NOTEBOOKS = course_notebooks(REPO_ROOT)
 IDS = [f"{p.parent.name}/{p.name}" for p in NOTEBOOKS]
 # An absolute path of some machine: a home, the temp folder, or this checkout.
 MACHINE_PATH = re.compile(r"(?<![\w.~:/-])/(?:home|root|tmp|Users|mnt|private|var/folders)/[^\s'\"]+")
@@ -93,3 +96,37 @@ def test_every_lesson_has_check_yourself_prompts_with_answers_and_names_its_exer
     links = re.findall(r"\(\.\./exercises/(ex\d\d_\w+)\.ipynb\)", practice)
     assert practice and links, "the lesson's first cell says which exercise practises it (**Practice:** ...)"
     assert all((REPO_ROOT / "exercises" / f"{name}.ipynb").is_file() for name in links), links
+
+
+def _save_with_json_dumps(path: Path) -> None:
+    import json
+    path.write_text(json.dumps(json.loads(path.read_text()), indent=1))   # a script; no final newline
+
+
+def _save_with_nbformat(path: Path) -> None:
+    nbformat.write(nbformat.read(path, as_version=4), path)
+
+
+def _save_like_vscode(path: Path) -> None:
+    import json
+    path.write_text(json.dumps(json.loads(path.read_text()), indent=1, ensure_ascii=False) + "\n")
+
+
+def _save_with_jupyterlab(path: Path) -> None:
+    contents = FileContentsManager(root_dir=str(path.parent))
+    contents.save(contents.get(path.name), path.name)
+
+
+@pytest.mark.parametrize("save", [_save_with_json_dumps, _save_with_nbformat, _save_like_vscode, _save_with_jupyterlab])
+def test_a_learners_edited_exercise_is_never_judged_whatever_saved_it(save, tmp_path):
+    for folder in ("notebooks", "solutions", "exercises"):
+        shutil.copytree(REPO_ROOT / folder, tmp_path / folder)
+    exercise = tmp_path / "exercises" / "ex08_ab_decision.ipynb"
+    notebook = nbformat.read(exercise, as_version=4)
+    answer = next(c for c in notebook.cells if "# YOUR CODE HERE" in c.source)
+    answer.source = answer.source.replace("raise NotImplementedError()", "return 'B'  # my answer")
+    nbformat.write(notebook, exercise)
+    save(exercise)
+    judged = [p.relative_to(tmp_path).as_posix() for p in course_notebooks(tmp_path)]
+    assert "exercises/ex08_ab_decision.ipynb" not in judged
+    assert "exercises/ex01_custom_handler.ipynb" in judged and "solutions/ex08_ab_decision.ipynb" in judged

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from course_utils.models import train_churn_model
+from course_utils.models import load_churn_model, train_churn_model
 from course_utils.onnx_tools import ParityError, export_onnx, onnx_session, parity_table
 from course_utils.tensorrt_engine import tensorrt_status
 from course_utils.timing import interleaved_ratio, time_function
@@ -11,7 +11,7 @@ from course_utils.timing import interleaved_ratio, time_function
 
 @pytest.fixture(scope="module")
 def churn(tmp_path_factory):
-    trained = train_churn_model()
+    trained = load_churn_model()
     path = export_onnx(trained.model, torch.from_numpy(trained.data.x_test[:2]),
                        tmp_path_factory.mktemp("onnx") / "churn.onnx")
     return trained, path

@@ -18,11 +18,11 @@ def test_command_rejects_an_unknown_protocol(tmp_path):
 
 @pytest.mark.slow
 def test_perf_analyzer_measures_triton_over_grpc(tmp_path):
-    from course_utils.models import train_churn_model
+    from course_utils.models import load_churn_model
     from course_utils.onnx_tools import export_onnx
 
     repo = tmp_path / "repo"
-    trained = train_churn_model()
+    trained = load_churn_model()
     export_onnx(trained.model, torch.from_numpy(trained.data.x_test[:2]), repo / "churn" / "1" / "model.onnx")
     write_config(repo / "churn", model_config("churn", platform="onnxruntime_onnx", max_batch_size=8,
                                               inputs=[io_tensor("input", "TYPE_FP32", [4])],

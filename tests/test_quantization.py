@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from course_utils.models import train_digit_cnn
+from course_utils.models import load_digit_cnn
 from course_utils.quantization import CalibrationReader, qdq_zero_points, size_kb
 
 
@@ -22,7 +22,7 @@ def test_size_counts_what_a_pt2e_graph_uses_and_files(tmp_path):
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as x86
 
-    digits = train_digit_cnn()
+    digits = load_digit_cnn()
     x = torch.from_numpy(digits.data.x_test)
     exported = torch.export.export(digits.model.eval(), (x[:8],)).module()
     quantizer = x86.X86InductorQuantizer().set_global(x86.get_default_x86_inductor_quantization_config())
@@ -44,7 +44,7 @@ def test_qdq_zero_points_tell_symmetric_from_asymmetric(tmp_path):
 
     from course_utils.onnx_tools import export_onnx
 
-    digits = train_digit_cnn()
+    digits = load_digit_cnn()
     fp32 = export_onnx(digits.model.eval(), torch.from_numpy(digits.data.x_test[:2]), tmp_path / "fp32.onnx")
     found = {}
     for name, activations, options in [("asymmetric", QuantType.QUInt8, {}),

@@ -14,11 +14,11 @@ from course_utils.triton_config import io_tensor, model_config, read_config, wri
 
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory):
-    from course_utils.models import train_churn_model
+    from course_utils.models import load_churn_model
     from course_utils.onnx_tools import export_onnx
 
     repo = tmp_path_factory.mktemp("triton") / "repo"
-    trained = train_churn_model()
+    trained = load_churn_model()
     export_onnx(trained.model, torch.from_numpy(trained.data.x_test[:2]), repo / "churn" / "1" / "model.onnx")
     write_config(repo / "churn", model_config(
         "churn", platform="onnxruntime_onnx", max_batch_size=8, instance_count=2, instance_kind="KIND_GPU",
@@ -106,13 +106,13 @@ def test_serving_copy_refuses_to_overwrite_the_repository(repository):
 @pytest.mark.slow
 def test_external_mode_copies_the_notebooks_model_folder_into_triton_repository(tmp_path, monkeypatch):
     """TRITON_URL + TRITON_REPOSITORY pointed at an embedded server: the docker stack's path, without Docker."""
-    from course_utils.models import train_digit_cnn
+    from course_utils.models import load_digit_cnn
     from course_utils.pipelines import write_pipeline_steps
 
     empty = tmp_path / "server_repo"
     empty.mkdir()
     lesson_repo = tmp_path / "lesson_repo"
-    write_pipeline_steps(lesson_repo, train_digit_cnn(epochs=1).model)
+    write_pipeline_steps(lesson_repo, load_digit_cnn().model)
     with TritonServer(empty, tmp_path / "embedded") as embedded:
         monkeypatch.setenv("TRITON_URL", embedded.http_url)
         monkeypatch.setenv("TRITON_CONTROL_KEY", embedded.control_key)   # the stack's TRITON_CONTROL_KEY

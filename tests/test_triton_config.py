@@ -19,11 +19,11 @@ def churn_config() -> str:
 
 @pytest.fixture(scope="module")
 def churn_dir(tmp_path_factory) -> Path:
-    from course_utils.models import train_churn_model
+    from course_utils.models import load_churn_model
     from course_utils.onnx_tools import export_onnx
 
     folder = tmp_path_factory.mktemp("repo") / "churn"
-    trained = train_churn_model()
+    trained = load_churn_model()
     export_onnx(trained.model, torch.from_numpy(trained.data.x_test[:2]), folder / "1" / "model.onnx")
     return folder
 

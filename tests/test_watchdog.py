@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from course_utils.archiver import archive_model
-from course_utils.models import train_digit_cnn
+from course_utils.models import load_digit_cnn
 from course_utils.pipelines import write_pipeline_steps
 from conftest import alive
 
@@ -42,7 +42,7 @@ def test_a_killed_kernel_leaves_no_server_behind_within_seconds(how, churn_files
     store = tmp_path / "store"
     archive_model("churn", churn_files["model"], churn_files["handler"], store,
                   extra_files=[churn_files["base"], churn_files["labels"]])
-    write_pipeline_steps(tmp_path / "repo", train_digit_cnn(epochs=1).model)
+    write_pipeline_steps(tmp_path / "repo", load_digit_cnn().model)
     kernel = subprocess.Popen([sys.executable, "-c", KERNEL, str(store), str(tmp_path / "repo"), str(tmp_path),
                                "exit" if how is None else "wait"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, cwd=Path(__file__).resolve().parents[1])
@@ -137,7 +137,7 @@ def test_a_graceful_jupyter_restart_with_three_servers_leaves_nothing_behind(chu
     store = tmp_path / "store"
     archive_model("churn", churn_files["model"], churn_files["handler"], store,
                   extra_files=[churn_files["base"], churn_files["labels"]])
-    write_pipeline_steps(tmp_path / "repo", train_digit_cnn(epochs=1).model)
+    write_pipeline_steps(tmp_path / "repo", load_digit_cnn().model)
     code = (f"import json\nfrom course_utils.torchserve import TorchServe\nfrom course_utils.triton import TritonServer\n"
             f"work = {str(tmp_path)!r}\n"
             f"servers = [TorchServe({str(store)!r}, work + '/a', models=['churn.mar']).start(),\n"

@@ -15,7 +15,7 @@ import torch
 from ..archiver import archive_model, handler_file, save_torchscript, write_index_to_name
 from ..data import CHURN_CLASSES
 from ..machinery.grading import Check, Fail, Verdict, expect, run_checks_then_stop
-from ..models import train_churn_model
+from ..models import load_churn_model
 from ..paths import empty_dir
 from ..torchserve import ModelSettings, TorchServe, last_worker_error
 
@@ -68,7 +68,7 @@ def grade(handler: Path, work: Path, show: bool = True) -> list[Verdict]:
     """
     handler = Path(handler)
     work = empty_dir(work)
-    trained = train_churn_model()
+    trained = load_churn_model()
     expected = _reference_answers(trained.model)
     state: dict = {}
 

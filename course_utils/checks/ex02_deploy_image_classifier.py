@@ -12,7 +12,7 @@ import torch
 from ..archiver import archive_contents, save_torchscript, write_index_to_name
 from ..data import DIGIT_CLASSES, write_digit_pngs
 from ..machinery.grading import Check, Fail, Verdict, expect, run_checks, run_checks_then_stop
-from ..models import Trained, train_digit_cnn
+from ..models import Trained, load_digit_cnn
 from ..paths import empty_dir
 from ..torchserve import TorchServe, wait_for_workers
 from .hints import mismatch_hint
@@ -21,9 +21,9 @@ _TRAINED: list[Trained] = []
 
 
 def _reference_model() -> Trained:
-    """The trained digit CNN (trained once per kernel, seeded)."""
+    """The trained digit CNN (the shipped weights, loaded once per kernel)."""
     if not _TRAINED:
-        _TRAINED.append(train_digit_cnn())
+        _TRAINED.append(load_digit_cnn())
     return _TRAINED[0]
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..machinery.grading import Check, Fail, Verdict, expect, run_checks, run_checks_then_stop
-from ..models import Trained, train_churn_model
+from ..models import Trained, load_churn_model
 from ..onnx_tools import quiet_exporter
 from ..paths import empty_dir
 from ..triton_config import read_config, validate_model
@@ -24,12 +24,12 @@ _TRAINED: list[Trained] = []
 
 
 def reference_model() -> Trained:
-    """The model to convert: a churn MLP trained with seed 2 (trained once per kernel).
+    """The model to convert: the churn MLP trained with seed 2 (the shipped weights, loaded once per kernel).
 
     Introduced in ex03_onnx_to_triton.
     """
     if not _TRAINED:
-        _TRAINED.append(train_churn_model(seed=2))
+        _TRAINED.append(load_churn_model(seed=2))
     return _TRAINED[0]
 
 

@@ -12,7 +12,7 @@ from tritonclient.grpc import model_config_pb2
 
 from ..data import DIGIT_CLASSES, write_digit_pngs
 from ..machinery.grading import Check, Verdict, expect, run_checks_then_stop
-from ..models import Trained, train_digit_cnn
+from ..models import Trained, load_digit_cnn
 from ..paths import empty_dir
 from ..pipelines import png_batch, write_pipeline_steps
 from ..triton import TritonServer
@@ -25,7 +25,7 @@ _TRAINED: list[Trained] = []
 
 def _digits() -> Trained:
     if not _TRAINED:
-        _TRAINED.append(train_digit_cnn())
+        _TRAINED.append(load_digit_cnn())
     return _TRAINED[0]
 
 

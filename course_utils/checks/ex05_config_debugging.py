@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..machinery.grading import Check, Verdict, expect, run_checks_then_stop
-from ..models import train_churn_model
+from ..models import load_churn_model
 from ..onnx_tools import export_onnx, onnx_session
 from ..paths import empty_dir
 from ..triton_config import Problem, read_config, validate_model
@@ -36,7 +36,7 @@ def write_broken_model(repository: Path) -> Path:
     Introduced in ex05_config_debugging.
     """
     folder = Path(repository) / MODEL_NAME
-    trained = train_churn_model()
+    trained = load_churn_model()
     export_onnx(trained.model, torch.from_numpy(trained.data.x_test[:4]), folder / "1" / "model.onnx")
     (folder / "config.pbtxt").write_text(BROKEN_CONFIG)
     return folder
@@ -86,7 +86,7 @@ def grade(fixed_config_text: Callable[[], str], work: Path, show: bool = True) -
         server = serve_for_grading(state["folder"].parent, work, MODEL_NAME, state)
         import tritonclient.http as httpclient
 
-        x = train_churn_model().data.x_test[:20]
+        x = load_churn_model().data.x_test[:20]
         request = httpclient.InferInput("input", list(x.shape), "FP32")
         request.set_data_from_numpy(x)
         result = server.http_client().infer(MODEL_NAME, [request]).as_numpy("output")

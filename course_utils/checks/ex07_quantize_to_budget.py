@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..machinery.grading import Check, Fail, Verdict, expect, run_checks
-from ..models import Trained, single_thread, train_digit_cnn
+from ..models import Trained, load_digit_cnn, single_thread
 from ..onnx_tools import export_onnx, onnx_session
 from ..paths import empty_dir
 from ..quantization import qdq_zero_points
@@ -36,7 +36,7 @@ def fp32_model(work: Path) -> tuple[Trained, Path]:
     Introduced in ex07_quantize_to_budget.
     """
     if not _TRAINED:
-        _TRAINED.append(train_digit_cnn())
+        _TRAINED.append(load_digit_cnn())
     trained = _TRAINED[0]
     return trained, export_onnx(trained.model, torch.from_numpy(trained.data.x_test[:2]), Path(work) / "fp32.onnx")
 

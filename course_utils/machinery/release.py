@@ -113,6 +113,19 @@ def has_local_changes(path: Path) -> bool:
     return path.exists() and digest(path.read_text(encoding="utf-8")) != released_digests(path.parent).get(path.name)
 
 
+def course_notebooks(root: Path = REPO_ROOT) -> list[Path]:
+    """The notebooks that are the course's own files: every lesson and solution, and each exercise still unedited.
+
+    An exercise that differs from the student copy release wrote is a learner's work, whatever saved
+    it (JupyterLab, VS Code, nbformat, a script), and no test judges it.
+
+    Course machinery: not used in lessons.
+    """
+    root = Path(root)
+    exercises = [p for p in sorted((root / "exercises").glob("*.ipynb")) if not has_local_changes(p)]
+    return sorted([*root.glob("notebooks/*.ipynb"), *root.glob("solutions/*.ipynb"), *exercises])
+
+
 def release(solutions_dir: Path = SOLUTIONS_DIR, exercises_dir: Path = EXERCISES_DIR,
             force: bool = False) -> tuple[list[Path], list[Path]]:
     """Write exercises/exNN_*.ipynb from every solutions/exNN_*.ipynb; return (written, kept).

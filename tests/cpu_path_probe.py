@@ -1,0 +1,87 @@
+"""Print what the lessons print from the course's models; tests/test_cpu_code_paths.py runs this under forced
+math-library code paths and requires the same text from each. Run as a script: the libraries read the
+variables that force a path when they load, so each path needs a fresh interpreter."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from course_utils.models import load_churn_model, load_digit_cnn, train_churn_model
+from course_utils.paths import REPO_ROOT
+
+ROWS = np.array([[24, 80.5, 2, 12], [2, 110, 5, 1], [60, 30, 0, 24], [12, 70, 1, 12]], dtype=np.float32)
+
+
+def table(probabilities: np.ndarray) -> str:
+    """The 4-decimal probabilities the lessons print, as one digest (and the first rows in full)."""
+    text = "\n".join(" ".join(f"{p:.4f}" for p in row) for row in probabilities)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    return torch.softmax(torch.from_numpy(np.asarray(logits, dtype=np.float32)), dim=1).numpy()
+
+
+def lesson_cell(notebook: str, marker: str) -> tuple[str, str]:
+    """The source and stored stdout of the first code cell of a lesson whose source contains `marker`."""
+    cells = json.loads((REPO_ROOT / "notebooks" / notebook).read_text())["cells"]
+    cell = next(c for c in cells if c["cell_type"] == "code" and marker in "".join(c["source"]))
+    stored = "".join("".join(o.get("text", "")) for o in cell["outputs"] if o.get("name") == "stdout")
+    return "".join(cell["source"]), stored
+
+
+def main() -> None:
+    from course_utils.archiver import save_torchscript
+    from course_utils.onnx_tools import export_onnx, onnx_session
+
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")   # deprecation notices: not what this compares
+    work = Path(tempfile.mkdtemp(prefix="cpu-path-"))
+    with torch.no_grad():
+        for seed, epochs in [(0, 30), (1, 30), (1, 60), (2, 30)]:
+            trained = load_churn_model(seed=seed, epochs=epochs)
+            rows = softmax(trained.model(torch.from_numpy(ROWS)).numpy())
+            held_out = softmax(trained.model(torch.from_numpy(trained.data.x_test)).numpy())
+            print(f"churn seed={seed} epochs={epochs}: accuracy {trained.test_accuracy:.4f}, "
+                  f"rows {table(rows)} {rows[0][1]:.4f}, held-out {table(held_out)}")
+        churn, digits = load_churn_model(), load_digit_cnn()
+        held_out = softmax(digits.model(torch.from_numpy(digits.data.x_test)).numpy())
+        print(f"digits: accuracy {digits.test_accuracy:.4f}, held-out {table(held_out)}, "
+              f"classes {np.bincount(held_out.argmax(1), minlength=10).tolist()}")
+        for name, trained in [("churn", churn), ("digits", digits)]:
+            x = trained.data.x_test
+            scripted = torch.jit.load(str(save_torchscript(trained.model, work / f"{name}.pt")))
+            print(f"{name} TorchScript: held-out {table(softmax(scripted(torch.from_numpy(x)).numpy()))}")
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                path = export_onnx(trained.model, torch.from_numpy(x[:2]), work / f"{name}.onnx")
+            session = onnx_session(path)
+            print(f"{name} ONNX Runtime: held-out {table(softmax(session.run(None, {'input': x})[0]))}")
+        dynamic = torch.ao.quantization.quantize_dynamic(digits.model, {torch.nn.Linear}, dtype=torch.qint8)
+        print(f"digits torch.ao dynamic int8: held-out "
+              f"{table(softmax(dynamic(torch.from_numpy(digits.data.x_test)).numpy()))}")
+    again = train_churn_model()
+    with torch.no_grad():
+        x = torch.from_numpy(churn.data.x_test)
+        agreement = float((again.model(x).argmax(1) == churn.model(x).argmax(1)).float().mean())
+    print("training here gives a model within rounding of the shipped one:",
+          abs(again.test_accuracy - churn.test_accuracy) <= 0.01 and agreement >= 0.98)
+    source, stored = lesson_cell("00_setup.ipynb", "load_churn_model()")
+    shown = io.StringIO()
+    with contextlib.redirect_stdout(shown):
+        exec(compile(source, "00_setup", "exec"), {})
+    print("lesson 00's model cell prints its stored output:", shown.getvalue() == stored)
+
+
+if __name__ == "__main__":
+    main()
+    sys.stdout.flush()
