@@ -88,7 +88,7 @@ def test_allowed_urls_refuse_outside_archives(store, tmp_path):
 
 @pytest.mark.slow
 def test_a_model_that_never_gets_ready_times_out_with_the_model_log(store, tmp_path):
-    server = TorchServe(store, tmp_path / "broken", models=["broken.mar"], startup_timeout_s=15)
+    server = TorchServe(store, tmp_path / "broken", models=["broken.mar"], startup_timeout_s=10)
     with pytest.raises(TimeoutError, match="(?s)READY worker for model 'broken'.*not_a_module_anywhere"):
         server.start()
     assert server.process is None and server.pids() == []

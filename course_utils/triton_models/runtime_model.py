@@ -36,7 +36,9 @@ class TritonPythonModel:
             options.intra_op_num_threads = 1
             options.inter_op_num_threads = 1
             # exact int8 products on x86 CPUs without VNNI, as course_utils.onnx_tools.onnx_session does
-            options.add_session_config_entry("session.x64quantprecision", "1")
+            flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
+            if "avx2" in flags and not {"avx512_vnni", "avx_vnni"} & set(flags):
+                options.add_session_config_entry("session.x64quantprecision", "1")
             self.session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
             model_inputs = [i.name for i in self.session.get_inputs()]
             model_outputs = [o.name for o in self.session.get_outputs()]
