@@ -109,11 +109,9 @@ def lacks_vnni() -> bool:
     """
     import platform
 
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return False
-    cpuinfo = Path("/proc/cpuinfo")
-    flags = cpuinfo.read_text().split() if cpuinfo.exists() else []
-    return not ({"avx512_vnni", "avx_vnni"} & set(flags))
+    from .quantization import VNNI_FLAGS, cpu_flags
+
+    return platform.machine().lower() in ("x86_64", "amd64") and not cpu_flags() & VNNI_FLAGS
 
 
 def max_abs_diff(model: torch.nn.Module, onnx_path: Path, x: np.ndarray) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 from pathlib import Path
 from typing import Iterator
@@ -9,6 +10,20 @@ from typing import Iterator
 import numpy as np
 import torch
 from torch import nn
+
+
+VNNI_FLAGS = {"avx512_vnni", "avx_vnni"}   # int8 dot products in one instruction
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as Linux reports them in /proc/cpuinfo (empty elsewhere); read once per process.
+
+    Internal helper: no lesson calls it.
+    """
+    cpuinfo = Path("/proc/cpuinfo")
+    text = cpuinfo.read_text() if cpuinfo.exists() else ""
+    return frozenset(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
 
 
 def cpu_features() -> dict[str, object]:
@@ -20,10 +35,9 @@ def cpu_features() -> dict[str, object]:
 
     Introduced in 07_quantization.
     """
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+    flags = cpu_flags()
     return {"vector instructions": torch.backends.cpu.get_cpu_capability(),
-            "int8 dot products (VNNI)": bool(flags & {"avx512_vnni", "avx_vnni"}),
+            "int8 dot products (VNNI)": bool(flags & VNNI_FLAGS),
             "bf16 arithmetic": bool(flags & {"avx512_bf16", "amx_bf16"}),
             "fp16 arithmetic": bool(flags & {"avx512_fp16", "amx_fp16"})}
 

@@ -40,12 +40,12 @@ print(f"{trained.test_accuracy:.4f}")
 """
 
 
-def train_file(name: str, seed: int, epochs: int, target: Path, code_path: dict[str, str] | None = None) -> float:
-    """Train one model in a fresh interpreter on `code_path` (default: AVX2) and save its state dict; return its accuracy.
+def train_file(name: str, seed: int, epochs: int, target: Path) -> float:
+    """Train one model in a fresh interpreter on the AVX2 code path and save its state dict; return its accuracy.
 
     Course machinery: not used in lessons.
     """
-    env = {**os.environ, **(AVX2_CODE_PATH if code_path is None else code_path)}
+    env = {**os.environ, **AVX2_CODE_PATH}
     done = subprocess.run([sys.executable, "-c", _TRAIN, TRAINERS[name], str(seed), str(epochs), str(target)],
                           env=env, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
