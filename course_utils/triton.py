@@ -39,6 +39,7 @@ import subprocess
 import sys
 import sysconfig
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -234,8 +235,13 @@ class TritonServer(Server):
         return lambda: None   # the external server keeps running; clients are closed in begin_stop()
 
     def _load_models(self) -> None:
+        """Load self.models side by side: each Python-backend model starts a stub process (about 1.5 s)."""
         for model in self.models:
-            self.load(model)
+            self.publish_model(model)
+        with ThreadPoolExecutor(max_workers=max(1, min(len(self.models), os.cpu_count() or 1))) as pool:
+            for done in [pool.submit(self._request_load, model) for model in self.models]:
+                done.result()   # the first model that failed to load raises its ModelLoadError
+        self._make_shm_private()
 
     def _launch(self) -> None:
         if SHM_DIR.is_dir():   # the stubs' shared memory (Docker's default /dev/shm holds 64 MiB in all)
@@ -341,6 +347,11 @@ class TritonServer(Server):
         Introduced in 04_triton.
         """
         self.publish_model(model)
+        self._request_load(model, timeout_s)
+        self._make_shm_private()
+
+    def _request_load(self, model: str, timeout_s: float | None = None) -> None:
+        """POST the repository API's load request for `model` and wait for its answer."""
         timeout = timeout_s or self.startup_timeout_s
         try:
             response = requests.post(f"http://{self.http_url}/v2/repository/models/{model}/load", timeout=timeout,
@@ -354,7 +365,10 @@ class TritonServer(Server):
             self.check()
             reason = response.json().get("error", response.text)
             raise ModelLoadError(f"Triton could not load {model!r}: {reason}\n{self.log_tail(model)}")
-        for region in self.shm_regions():   # the stubs create them 0644, whatever the umask: make them private
+
+    def _make_shm_private(self) -> None:
+        """The stubs create their shared-memory regions 0644, whatever the umask: make them 0600."""
+        for region in self.shm_regions():
             with contextlib.suppress(FileNotFoundError):
                 region.chmod(0o600)
 

@@ -228,3 +228,26 @@ def test_a_dead_stub_is_detected_and_a_reload_recovers(repository, tmp_path):
         assert "1 of 2 Python-backend stub processes are alive" in server.dead_stubs()["churn"]
         server.load("churn")
         assert server.dead_stubs() == {} and answered(8) == 8
+
+
+@pytest.mark.slow
+def test_models_named_at_start_load_side_by_side_and_a_broken_one_is_named(repository, tmp_path):
+    import shutil
+
+    repo, _ = repository
+    side = tmp_path / "repo"
+    shutil.copytree(repo / "churn", side / "churn")
+    shutil.copytree(repo / "churn", side / "churn_copy")
+    write_config(side / "churn_copy", read_config(side / "churn").__class__(
+        name="churn_copy", platform="onnxruntime_onnx", max_batch_size=8,
+        input=read_config(side / "churn").input, output=read_config(side / "churn").output))
+    with TritonServer(side, tmp_path / "server", models=["churn", "churn_copy"]) as server:
+        client = server.http_client()
+        assert client.is_model_ready("churn") and client.is_model_ready("churn_copy")
+        assert server.shm_regions() and all(r.stat().st_mode & 0o777 == 0o600 for r in server.shm_regions())
+    (side / "broken" / "1").mkdir(parents=True)
+    (side / "broken" / "config.pbtxt").write_text('name: "broken"\nmax_batch_sise: 4\n')
+    server = TritonServer(side, tmp_path / "server2", models=["churn", "broken", "churn_copy"])
+    with pytest.raises(ModelLoadError, match="could not load 'broken'"):
+        server.start()
+    assert server.pids() == [] and not server.shm_regions()   # a failed start stops what it began
