@@ -1,10 +1,13 @@
 """Graders for ex07_quantize_to_budget: an int8 ONNX model within size, accuracy and speed budgets.
 
 The size counts every file the model needs (external data too), the weights must really be
-8-bit, and at batch 64 the int8 model may take at most 1.6x fp32's time (ONNX Runtime, one
-thread, an x86 CPU). Dynamic quantization meets the size budget but not this one (about 6x slower
-in lesson 07), and neither does the symmetric int8 file lesson 07 serves for TensorRT (about 2x
-slower on x86 CPUs without VNNI): the learner has a decision to make.
+8-bit, and at batch 64 the int8 model may take at most 1.4x the time of a reference int8 model
+the grader builds on the same CPU (static QDQ, uint8 activations: ONNX Runtime's fast x86 form;
+one thread). A budget against fp32's time held on no two CPUs alike: the reference form took 0.79x
+fp32's time on a CPU with VNNI and 1.28x on an AVX2 CPU without it (1.64x there while another
+notebook ran on the other core), and the symmetric int8 file lesson 07 serves for TensorRT took
+1.77x on the VNNI CPU. Against the reference, timed alternately, the symmetric file took 1.83x
+(AVX2) and 2.24x (VNNI), dynamic quantization 6.0x and 7.7x: the learner has a decision to make.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ SIZE_BUDGET = 0.40       # of the fp32 model, every file counted
 INT8_SHARE = 0.90        # of the weights' elements stored as 8-bit integers
 ACCURACY_BUDGET = 0.01   # at most one point below fp32
 AGREEMENT_FLOOR = 0.97
-SPEED_FLOOR = 0.625      # fp32 time / int8 time at batch 64: at most 1.6x fp32's time
+SPEED_FLOOR = 1 / 1.4    # reference int8 time / the model's time at batch 64: at most 1.4x the reference's
 _TRAINED: list[Trained] = []
 
 
@@ -70,6 +73,24 @@ def int8_share(path: Path) -> float:
     total = sum(int(np.prod(t.dims)) for t in weights)
     eight_bit = sum(int(np.prod(t.dims)) for t in weights if t.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8))
     return eight_bit / total if total else 0.0
+
+
+def reference_int8(fp32_onnx: Path, calibration: np.ndarray, work: Path) -> Path:
+    """The int8 model the speed budget is measured against: static QDQ, uint8 activations, per-channel int8 weights.
+
+    Built on the learner's machine because int8 speed depends on the CPU (VNNI or not).
+    Course machinery: not used in lessons.
+    """
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from ..quantization import CalibrationReader
+
+    prepared, reference = Path(work) / "reference_prepared.onnx", Path(work) / "reference_int8.onnx"
+    quant_pre_process(str(fp32_onnx), str(prepared))
+    quantize_static(str(prepared), str(reference), CalibrationReader("input", calibration), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)
+    return reference
 
 
 def _slow_int8_hint(path: Path) -> str:
@@ -135,19 +156,20 @@ def grade(quantize: Callable, work: Path, show: bool = True) -> list[Verdict]:
 
     def fast_enough() -> None:
         batch = np.ascontiguousarray(x[:64])
-        fp32, int8 = onnx_session(fp32_onnx, threads=1), onnx_session(target, threads=1)
+        reference = onnx_session(reference_int8(fp32_onnx, trained.data.x_train[:256], work), threads=1)
+        int8 = onnx_session(target, threads=1)
         with single_thread():
-            ratio = interleaved_ratio(lambda: fp32.run(None, {"input": batch}), lambda: int8.run(None, {"input": batch}),
-                                      rounds=5, repeats=50)
+            ratio = interleaved_ratio(lambda: reference.run(None, {"input": batch}),
+                                      lambda: int8.run(None, {"input": batch}), rounds=5, repeats=50)
         if ratio < SPEED_FLOOR:
-            raise Fail(f"at batch 64 the int8 model takes {1 / ratio:.2f}x the time of fp32 (one thread); "
-                       f"the budget is {1 / SPEED_FLOOR:.2f}x: {_slow_int8_hint(target)}")
+            raise Fail(f"at batch 64 the int8 model takes {1 / ratio:.2f}x the time of the reference int8 model "
+                       f"on this CPU (one thread); the budget is {1 / SPEED_FLOOR:.2f}x: {_slow_int8_hint(target)}")
 
     checks = [Check("7.1", 2, "quantize writes an ONNX model that ONNX Runtime runs", writes),
               Check("7.2", 1, f"the model's files, all of them, at most {SIZE_BUDGET:.0%} of fp32", small, ("7.1",)),
               Check("7.3", 1, f"at least {INT8_SHARE:.0%} of the weights stored as 8-bit integers", eight_bit, ("7.1",)),
               Check("7.4", 1, f"accuracy within {ACCURACY_BUDGET} of fp32", accurate, ("7.1",)),
               Check("7.5", 1, f"agrees with fp32 on at least {AGREEMENT_FLOOR:.0%} of test images", agrees, ("7.1",)),
-              Check("7.6", 1, f"at batch 64 at most {1 / SPEED_FLOOR:.2f}x the time of fp32 (one thread)",
+              Check("7.6", 1, f"at batch 64 at most {1 / SPEED_FLOOR:.2f}x the time of the reference int8 model (one thread)",
                     fast_enough, ("7.3", "7.4"))]
     return run_checks(checks, show=show)
