@@ -238,9 +238,9 @@ def test_models_named_at_start_load_side_by_side_and_a_broken_one_is_named(repos
     side = tmp_path / "repo"
     shutil.copytree(repo / "churn", side / "churn")
     shutil.copytree(repo / "churn", side / "churn_copy")
-    write_config(side / "churn_copy", read_config(side / "churn").__class__(
-        name="churn_copy", platform="onnxruntime_onnx", max_batch_size=8,
-        input=read_config(side / "churn").input, output=read_config(side / "churn").output))
+    write_config(side / "churn_copy", model_config(
+        "churn_copy", platform="onnxruntime_onnx", max_batch_size=8,
+        inputs=[io_tensor("input", "TYPE_FP32", [4])], outputs=[io_tensor("output", "TYPE_FP32", [2])]))
     with TritonServer(side, tmp_path / "server", models=["churn", "churn_copy"]) as server:
         client = server.http_client()
         assert client.is_model_ready("churn") and client.is_model_ready("churn_copy")

@@ -116,11 +116,12 @@ def grade(quantize: Callable, work: Path, show: bool = True) -> list[Verdict]:
     work = empty_dir(work)
     trained, fp32_onnx = fp32_model(work)
     x, y = trained.data.x_test, trained.data.y_test
+    calibration = trained.data.x_train[:256]   # the learner's quantize and the reference calibrate on the same rows
     target = work / "int8.onnx"
     state: dict = {}
 
     def writes() -> None:
-        result = quantize(fp32_onnx, trained.data.x_train[:256], target)
+        result = quantize(fp32_onnx, calibration, target)
         expect(target.is_file(), f"no file at {target}: write the quantized model to `out_path`")
         expect(result is not None and Path(result) == target, f"return out_path ({target}), got {result!r}")
         try:
@@ -156,7 +157,7 @@ def grade(quantize: Callable, work: Path, show: bool = True) -> list[Verdict]:
 
     def fast_enough() -> None:
         batch = np.ascontiguousarray(x[:64])
-        reference = onnx_session(reference_int8(fp32_onnx, trained.data.x_train[:256], work), threads=1)
+        reference = onnx_session(reference_int8(fp32_onnx, calibration, work), threads=1)
         int8 = onnx_session(target, threads=1)
         with single_thread():
             ratio = interleaved_ratio(lambda: reference.run(None, {"input": batch}),
