@@ -6,10 +6,14 @@ CPU models): nvidia-pytriton ships both under other file names, so
 `perf_analyzer_env()` links them into a folder on LD_LIBRARY_PATH.
 
 Settings that gave stable numbers on a 2-core machine: one perf_analyzer run per
-concurrency level, `--measurement-mode count_windows` with a fixed request count
-(time windows never stabilised), and a stability threshold of 20 %. When other work
-shares the cores (a test run in parallel), a level may still not settle: it is
-measured once more with a wide threshold and marked `stable=False`.
+concurrency level, `--measurement-mode count_windows` with a fixed request count,
+and a stability threshold of 20 %. A count window lasts at least one second, so a run
+takes at least 3 s; where many runs must fit in a lesson, `window_ms` asks for time
+windows of that length instead (`--measurement-mode time_windows`). Shorter windows
+agree less often: lesson 12's quick mode pairs 500 ms windows with a 50 % threshold,
+and its 13 runs then took 2-4 s each, against 3-14 s in 1 s count windows at 20 %.
+When other work shares the cores (a test run in parallel), a level may still not
+settle: it is measured once more with a wide threshold and marked `stable=False`.
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ def perf_analyzer_env() -> dict[str, str]:
 
 def perf_analyzer_command(model: str, url: str, csv_path: Path, *, concurrency: int = 1, protocol: str = "http",
                           batch_size: int = 1, shapes: Sequence[str] = (), input_data: Path | str | None = None,
-                          service_kind: str = "triton", request_count: int = 500,
+                          service_kind: str = "triton", request_count: int = 500, window_ms: int | None = None,
                           stability_percentage: int = STABLE, extra: Sequence[str] = ()) -> list[str]:
     """The perf_analyzer command line for one concurrency level.
 
@@ -69,8 +73,9 @@ def perf_analyzer_command(model: str, url: str, csv_path: Path, *, concurrency: 
     a folder with one raw file per input named after it (one batch-1 sample), or a JSON
     file of inputs (for TorchServe: {"data": [{"TORCHSERVE_INPUT": ["file.json"]}]});
     without it perf_analyzer sends random data.
-    perf_analyzer repeats its measurement (up to 10 windows) until 3 in a row agree
-    within `stability_percentage` %.
+    A window holds at least `request_count` requests (and lasts at least 1 s), or, with
+    `window_ms`, lasts exactly that long. perf_analyzer repeats its measurement (up to
+    10 windows) until 3 in a row agree within `stability_percentage` %.
 
     Introduced in 05_triton_batching_and_operations.
     """
@@ -79,7 +84,8 @@ def perf_analyzer_command(model: str, url: str, csv_path: Path, *, concurrency: 
     command = [tool("perf_analyzer"), "-m", model, "-u", url, "-i", protocol,
                "--service-kind", service_kind, "-b", str(batch_size),
                "--concurrency-range", f"{concurrency}:{concurrency}",
-               "--measurement-mode", "count_windows", "--measurement-request-count", str(request_count),
+               *(["--measurement-mode", "count_windows", "--measurement-request-count", str(request_count)]
+                 if window_ms is None else ["--measurement-mode", "time_windows", "--measurement-interval", str(window_ms)]),
                "--stability-percentage", str(stability_percentage), "--max-trials", "10",
                "-f", str(csv_path)]
     for shape in shapes:

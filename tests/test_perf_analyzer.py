@@ -16,6 +16,14 @@ def test_command_rejects_an_unknown_protocol(tmp_path):
         perf_analyzer_command("m", "127.0.0.1:1", tmp_path / "x.csv", protocol="https")
 
 
+def test_window_ms_asks_for_time_windows_instead_of_a_request_count(tmp_path):
+    counted = perf_analyzer_command("m", "127.0.0.1:1", tmp_path / "x.csv", request_count=300)
+    timed = perf_analyzer_command("m", "127.0.0.1:1", tmp_path / "x.csv", window_ms=500)
+    assert counted[counted.index("--measurement-mode") + 1] == "count_windows" and "300" in counted
+    assert timed[timed.index("--measurement-mode") + 1] == "time_windows"
+    assert timed[timed.index("--measurement-interval") + 1] == "500" and "--measurement-request-count" not in timed
+
+
 @pytest.mark.slow
 def test_perf_analyzer_measures_triton_over_grpc(tmp_path):
     from course_utils.models import load_churn_model
@@ -33,7 +41,7 @@ def test_perf_analyzer_measures_triton_over_grpc(tmp_path):
         with pytest.raises(PerfAnalyzerError, match="exited with"):
             run_perf_analyzer("no_such_model", server.http_url, tmp_path / "perf", concurrencies=(1,))
         never_agrees = run_perf_analyzer("churn", server.http_url, tmp_path / "perf0", concurrencies=(1,),
-                                         request_count=100, stability_percentage=0)
+                                         window_ms=100, stability_percentage=0)   # 100 ms windows: 10 of them, 1 s
     assert list(table.concurrency) == [1, 2] and set(table.setup) == {"triton"}
     assert not never_agrees.stable.iloc[0]  # measured again with a wide threshold, and marked
     assert (table.throughput > 0).all() and (table.p99_ms >= table.p50_ms).all()
