@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import requests
 import torch
 
 from ..archiver import archive_contents, save_torchscript, write_index_to_name
@@ -125,6 +126,11 @@ def grade_serving(build_archive: Callable, predict_digit: Callable, scale_worker
     def scaled() -> None:
         server = state["server"]
         scale_workers(server.management_url, server.headers("management"), "digits", 2)
+        asked = requests.get(f"{server.management_url}/models/digits", headers=server.headers("management"),
+                             timeout=10).json()[0]["minWorkers"]   # set as soon as TorchServe accepts the PUT
+        if asked < 2:   # no need to wait a minute for workers nobody asked for
+            raise Fail(f"the model still asks for min_worker={asked}: PUT /models/digits with min_worker=2 "
+                       "(and synchronous=true) on the management API")
         try:
             wait_for_workers(server, "digits", 2, timeout_s=60)
         except TimeoutError:
