@@ -93,7 +93,7 @@ def test_grade_submissions_scores_each_learner_and_survives_a_hanging_notebook(t
     cell(hanging, "c007").source += "\n\nimport time\ntime.sleep(3600)\n"  # part 2's answer cell never ends
     write(hanging, folder / "dee" / EX08.name)
 
-    graded = grade_submissions(folder, tmp_path / "out", jobs=2, timeout_s=45, show_progress=False)
+    graded = grade_submissions(folder, tmp_path / "out", jobs=2, timeout_s=25, show_progress=False)
     by_learner = {g.learner: g for g in graded}
     assert {k: (g.score.score, g.score.points, g.score.status) for k, g in by_learner.items()} == {
         "ada": (12, 12, "graded"), "ben": (0, 12, "graded"), "cy": (0, 12, "graded"), "dee": (6, 12, "timeout")}
@@ -103,6 +103,6 @@ def test_grade_submissions_scores_each_learner_and_survives_a_hanging_notebook(t
         ("ada", "12", "graded"), ("ben", "0", "graded"), ("cy", "0", "graded"), ("dee", "6", "timeout")]
     feedback = (tmp_path / "out" / "feedback" / "ben.md").read_text(encoding="utf-8")
     assert "## ex08_ab_decision: 0/12 (graded)" in feedback and "not implemented yet" in feedback
-    assert "time limit of 45 s" in (tmp_path / "out" / "feedback" / "dee.md").read_text(encoding="utf-8")
+    assert "time limit of 25 s" in (tmp_path / "out" / "feedback" / "dee.md").read_text(encoding="utf-8")
     assert "homework.ipynb was not graded" in feedback
     assert "ex08_ab_decision-Copy1.ipynb was not graded" in (tmp_path / "out" / "feedback" / "ada.md").read_text()
