@@ -3,6 +3,7 @@ region) may outlive the test run."""
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
@@ -94,11 +95,29 @@ def churn_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "handler": handler_file("churn_handler"), "base": handler_file("batch_safe")}
 
 
+def use_an_inductor_cache_per_code_path() -> None:
+    """Point torch.compile's and AOTInductor's on-disk cache into work/, one folder per forced code path.
+
+    By default the cache is /tmp/torchinductor_<user>, shared by every clone and every code path, and it
+    does not tell the paths apart: on an AVX-512 CPU, a run forced onto AVX2 after a run on the CPU's own
+    path computed wrong answers (lesson 07's compiled torchao model: accuracy 0.08 instead of 0.98), and the
+    same forced run with an empty cache passed. A folder per path inside the clone also keeps a clean
+    clone clean. The kernels the tests start inherit the variable; a value set already is kept.
+    """
+    from course_utils.machinery.weights import CODE_PATH_VARIABLES
+    from course_utils.paths import work_root
+
+    path = "-".join(f"{name}={os.environ[name]}" for name in CODE_PATH_VARIABLES if name in os.environ) or "native"
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(work_root() / ".inductor-cache" / path))
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """In the fast loop (`-m "not slow"`), a test that starts a server or a kernel fails, naming the mark it lacks.
+    """Give each code path its own Inductor cache; then, in the fast loop (`-m "not slow"`), make a test
+    that starts a server or a kernel fail, naming the mark it lacks.
 
     So `slow` has to mark every test that starts a real server or executes a notebook.
     """
+    use_an_inductor_cache_per_code_path()
     if config.getoption("markexpr", "") != "not slow":
         return
     import jupyter_client

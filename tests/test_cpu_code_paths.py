@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from course_utils.machinery.weights import AVX2_CODE_PATH
+from course_utils.machinery.weights import AVX2_CODE_PATH, CODE_PATH_VARIABLES
 
 PROBE = Path(__file__).with_name("cpu_path_probe.py")
 CODE_PATHS = {
@@ -24,12 +24,11 @@ CODE_PATHS = {
     "generic (no ATen vector code, oneDNN SSE4.1, MKL's compatible path)":
         {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_CBWR": "COMPATIBLE"},
 }
-FORCING = ("MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
 
 
 @pytest.mark.slow
 def test_the_lessons_numbers_are_the_same_on_every_code_path():
-    base = {k: v for k, v in os.environ.items() if k not in FORCING}
+    base = {k: v for k, v in os.environ.items() if k not in CODE_PATH_VARIABLES}
     runs = {name: subprocess.Popen([sys.executable, str(PROBE)], env={**base, **forced}, text=True,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             for name, forced in CODE_PATHS.items()}

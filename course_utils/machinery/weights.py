@@ -30,6 +30,8 @@ TRAINERS = {"churn": "train_churn_model", "digits": "train_digit_cnn"}
 
 # The AVX2 code path of each library, which the shipped weights were trained on.
 AVX2_CODE_PATH = {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+# Every variable that forces a math library onto another code path (tests/test_cpu_code_paths.py).
+CODE_PATH_VARIABLES = ("MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
 
 _TRAIN = """
 import sys, torch
