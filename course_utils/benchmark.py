@@ -60,12 +60,13 @@ def run_in_process(label: str, function: Callable[[], object], concurrencies: Se
 
 
 def configuration_numbers(results: pd.DataFrame, reference: Mapping[str, str]) -> pd.DataFrame:
-    """One row per setup: p50 at concurrency 1, best throughput (and where), p99 there, and ratios.
+    """One row per setup: p50 at concurrency 1, best throughput (and where), p99 there, and `latency_x`.
 
     `reference` maps a served setup to the in-process setup running the same model
-    runtime; the ratios are served/in-process: `latency_x` (p50 at concurrency 1,
-    how many times slower one served request is) and `throughput_share` (best
-    throughput, the share of the in-process ceiling that serving keeps).
+    runtime; `latency_x` is served/in-process p50 at concurrency 1: how many times
+    longer one served request takes than one call. (The share of in-process throughput
+    needs the in-process rate at the batch size the server runs: lessons 11 and 12
+    compute it from `samples_per_second`.)
 
     Introduced in 11_benchmark.
     """
@@ -84,7 +85,6 @@ def configuration_numbers(results: pd.DataFrame, reference: Mapping[str, str]) -
             ceiling_single = ceiling[ceiling["concurrency"] == ceiling["concurrency"].min()].iloc[0]
             row["vs"] = reference[setup]
             row["latency_x"] = single["p50_ms"] / ceiling_single["p50_ms"]
-            row["throughput_share"] = best["throughput"] / ceiling["throughput"].max()
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -94,7 +94,7 @@ def samples_per_second(function: Callable[[], object], batch: int, budget_s: flo
 
     Three warm-up calls (TorchScript optimizes a model during its first calls), then as many timed
     calls as fit in the budget (at least 3); the median call time gives the rate.
-    Introduced in 12_serving_share.
+    Introduced in 11_benchmark.
     """
     warm = time_function("warm-up", function, warmup=2, repeats=1).median_ms / 1000   # the third call, timed
     repeats = max(3, int(budget_s / max(warm, 1e-6)))

@@ -26,7 +26,7 @@ def _classifier_config(name: str = "digits") -> ModelConfig:
     return model_config(name, platform="pytorch_libtorch", max_batch_size=16,
                         inputs=[io_tensor("input__0", "TYPE_FP32", [1, 8, 8])],
                         outputs=[io_tensor("output__0", "TYPE_FP32", [10])],
-                        dynamic_batching={"max_queue_delay_microseconds": 1000})
+                        dynamic_batching={})   # no queue delay: lesson 05 measures what one costs
 
 
 def write_pipeline_steps(repository: Path, model) -> list[Path]:

@@ -50,13 +50,22 @@ MAX_REQUEST_BYTES = 1_048_576
 
 @dataclass
 class ModelSettings:
-    """Per-model settings written to config.properties (`models=`), e.g. server-side batching."""
+    """Per-model settings written to config.properties (`models=`), e.g. server-side batching.
+
+    TorchServe's batcher waits up to `max_batch_delay_ms` for a full batch; it has no "do not wait":
+    it reads 0 as its default, 100 ms, so the smallest wait is 1 ms.
+    """
 
     batch_size: int = 1
     max_batch_delay_ms: int = 100
     min_workers: int = 1
     max_workers: int = 1
     response_timeout_s: int = 120
+
+    def __post_init__(self) -> None:
+        if self.max_batch_delay_ms < 1:
+            raise ValueError(f"max_batch_delay_ms={self.max_batch_delay_ms}: TorchServe reads a delay below 1 ms as "
+                             "its default, 100 ms; the smallest wait it honours is max_batch_delay_ms=1")
 
     def as_config(self, mar_name: str) -> dict[str, Any]:
         return {"marName": mar_name, "minWorkers": self.min_workers, "maxWorkers": self.max_workers,

@@ -104,6 +104,13 @@ def test_clear_errors_for_a_missing_archive_and_misnamed_settings(store, tmp_pat
         server.config()
 
 
+def test_a_batch_delay_below_1_ms_is_refused_with_the_reason():
+    """TorchServe reads maxBatchDelay 0 as its 100 ms default (measured on 0.12: the management API then reports 100)."""
+    with pytest.raises(ValueError, match="reads a delay below 1 ms as its default, 100 ms"):
+        ModelSettings(batch_size=8, max_batch_delay_ms=0)
+    assert ModelSettings(batch_size=8, max_batch_delay_ms=1).as_config("m.mar")["maxBatchDelay"] == 1
+
+
 @pytest.mark.slow
 def test_external_mode_registers_on_a_running_server_and_unregisters_at_stop(store, tmp_path, monkeypatch):
     """TORCHSERVE_URL pointed at an embedded server: the docker stack's path, without Docker."""
