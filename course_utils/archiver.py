@@ -55,7 +55,7 @@ def handler_file(name: str) -> Path:
 def save_torchscript(model: torch.nn.Module, path: Path, example: torch.Tensor | None = None) -> Path:
     """Save `model` as TorchScript: scripted, or traced when an `example` input is given.
 
-    Introduced in 03_archiving_and_deployment.
+    Introduced in 03b_batching_and_model_management.
     """
     model.eval()
     scripted = torch.jit.trace(model, example) if example is not None else torch.jit.script(model)
@@ -70,7 +70,7 @@ def write_model_file(model_class: type[torch.nn.Module], folder: Path) -> Path:
 
     TorchServe imports that file, builds the one nn.Module class in it with no arguments and loads
     the state_dict given as --serialized-file: an eager model, which `torch.compile` can compile.
-    Introduced in 03_archiving_and_deployment.
+    Introduced in 03b_batching_and_model_management.
     """
     path = Path(folder) / f"{model_class.__name__.lower()}.py"
     path.write_text("import torch\nfrom torch import nn\n\n\n" + inspect.getsource(model_class))
@@ -112,7 +112,7 @@ def archive_model(model_name: str, serialized_file: Path, handler: Path, export_
     """Run the real torch-model-archiver and return the .mar path with the command used.
 
     Every input file is checked first, so a typo gives a clear message instead of
-    the archiver's traceback. Introduced in 03_archiving_and_deployment.
+    the archiver's traceback. Introduced in 03a_archiving_and_configuration.
     """
     for label, path in [("serialized_file", serialized_file), ("handler", handler),
                         *[("extra file", f) for f in extra_files],
@@ -134,7 +134,7 @@ def archive_model(model_name: str, serialized_file: Path, handler: Path, export_
 def archive_contents(mar: Path) -> tuple[list[str], dict[str, Any]]:
     """List the files inside a .mar (a zip file) and return its MANIFEST.json.
 
-    Introduced in 03_archiving_and_deployment.
+    Introduced in 03a_archiving_and_configuration.
     """
     with zipfile.ZipFile(mar) as archive:
         names = sorted(archive.namelist())

@@ -30,7 +30,7 @@ def torchserve_jar() -> Path:
 def protoc_command(proto_dir: Path, out_dir: Path) -> list[str]:
     """The `python -m grpc_tools.protoc ...` command that generates the Python stubs.
 
-    Introduced in 03_archiving_and_deployment.
+    Introduced in 03b_batching_and_model_management.
     """
     import google.rpc  # googleapis-common-protos: provides google/rpc/status.proto
     import grpc_tools
@@ -45,7 +45,7 @@ def compile_torchserve_protos(out_dir: Path) -> dict[str, ModuleType]:
 
     Returns {"inference_pb2", "inference_pb2_grpc", "management_pb2", "management_pb2_grpc"}.
 
-    Introduced in 03_archiving_and_deployment.
+    Introduced in 03b_batching_and_model_management.
     """
     import subprocess
 

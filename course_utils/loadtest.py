@@ -54,7 +54,7 @@ def run_load(send: Callable[[requests.Session], requests.Response], requests_tot
     fails (an error status, a refused connection, a timeout) is counted by kind and
     the load goes on. The loop is bounded by count and by `timeout_s`.
 
-    Introduced in 03_archiving_and_deployment.
+    Introduced in 03a_archiving_and_configuration.
     """
     if requests_total < 1 or concurrency < 1:
         raise ValueError(f"requests_total and concurrency must be >= 1, got {requests_total} and {concurrency}")

@@ -77,7 +77,7 @@ def perf_analyzer_command(model: str, url: str, csv_path: Path, *, concurrency: 
     `window_ms`, lasts exactly that long. perf_analyzer repeats its measurement (up to
     10 windows) until 3 in a row agree within `stability_percentage` %.
 
-    Introduced in 05_triton_batching_and_operations.
+    Introduced in 03b_batching_and_model_management.
     """
     if protocol not in ("http", "grpc"):
         raise ValueError(f"protocol must be 'http' or 'grpc', got {protocol!r}")
@@ -130,7 +130,7 @@ def run_perf_analyzer(model: str, url: str, out_dir: Path, concurrencies: Sequen
     once more at 100 % and marked stable=False in the table. Raises
     PerfAnalyzerError with perf_analyzer's own output.
 
-    Introduced in 05_triton_batching_and_operations.
+    Introduced in 03b_batching_and_model_management.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -165,7 +165,7 @@ def torchserve_input_data(request_body: Path, dest: Path) -> Path:
     """Write the --input-data JSON that `--service-kind torchserve` needs; return its path.
 
     perf_analyzer POSTs the file named in it (e.g. a JSON request body or a PNG) to
-    /predictions/<model>. Introduced in 11_benchmark.
+    /predictions/<model>. Introduced in 03b_batching_and_model_management.
     """
     import json
 

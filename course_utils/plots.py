@@ -57,35 +57,12 @@ def torchserve_architecture_figure() -> Figure:
     return fig
 
 
-def plot_latency_throughput(rows: Sequence[dict], title: str) -> Figure:
-    """Bar charts of throughput and p50/p99 latency for rows produced by LoadResult.summary().
-
-    Introduced in 03_archiving_and_deployment.
-    """
-    labels = [f"{r['setting']}\nc={r['concurrency']}" for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    plt.close(fig)
-    left.bar(labels, [r["throughput_rps"] for r in rows], color="#4c72b0")
-    left.set_ylabel("requests / second")
-    left.set_title("throughput (higher is better)")
-    x = range(len(rows))
-    right.bar([i - 0.2 for i in x], [r["p50_ms"] for r in rows], width=0.4, label="p50")
-    right.bar([i + 0.2 for i in x], [r["p99_ms"] for r in rows], width=0.4, label="p99")
-    right.set_xticks(list(x), labels)
-    right.set_ylabel("milliseconds")
-    right.set_title("latency (lower is better)")
-    right.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
 def plot_throughput_vs_latency(table, title: str, latency: str = "p99_ms", log_scale: bool = False) -> Figure:
     """Throughput against latency, one line per `setup`, points labelled with concurrency.
 
     `table` is what perf_analyzer.run_perf_analyzer() returns (several setups concatenated).
     Up and to the left is better. `log_scale` puts both axes on a log scale (for
-    setups that differ by orders of magnitude). Introduced in 05_triton_batching_and_operations.
+    setups that differ by orders of magnitude). Introduced in 03b_batching_and_model_management.
     """
     fig, ax = plt.subplots(figsize=(7, 4.5))
     plt.close(fig)

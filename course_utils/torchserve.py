@@ -410,7 +410,7 @@ class TorchServe(Server):
     def reload_keys(self) -> None:
         """Re-read key_file.json, e.g. after renewing a key with the token API.
 
-        Introduced in 03_archiving_and_deployment.
+        Introduced in 03a_archiving_and_configuration.
         """
         if not self._read_keys():
             raise FileNotFoundError(f"no readable key file at {self.key_file}; is the server running?")
@@ -470,7 +470,7 @@ def logged_batch_sizes(server: TorchServe, model: str) -> list[int]:
     """Batch sizes the course handlers logged ("batch_size=N") for `model`, oldest first.
 
     A worker's log lines carry its thread name, e.g. "W-9000-churn_1.0-stdout",
-    which tells the models apart. Introduced in 03_archiving_and_deployment.
+    which tells the models apart. Introduced in 03b_batching_and_model_management.
     """
     path = server.log_dir / "model_log.log"
     if not path.exists():

@@ -6,7 +6,7 @@ and loaded with `torch._inductor.aoti_load_package`. TorchServe 0.12's BaseHandl
 itself; validation and answers are ChurnHandler's.
 
 Archive it with churn_handler.py, batch_safe.py and index_to_name.json as --extra-files.
-Introduced in 03_archiving_and_deployment.
+Introduced in 03b_batching_and_model_management.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ the handler as `context.model_yaml_config`:
     handler:
       delay_s: 0.5
 
-Archive it with churn_handler.py and batch_safe.py as --extra-files. Introduced in 03_archiving_and_deployment.
+Archive it with churn_handler.py and batch_safe.py as --extra-files. Introduced in 03a_archiving_and_configuration.
 """
 
 from __future__ import annotations
