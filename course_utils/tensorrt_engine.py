@@ -1,18 +1,20 @@
-"""Build and run a TensorRT engine from an ONNX file (TensorRT 10 API), where a GPU allows.
+"""Build and run a TensorRT engine from an ONNX file, where a GPU allows.
 
 TensorRT needs an NVIDIA GPU and its libraries (present in NGC containers such as
 the course's GPU stack; not installable from PyPI on the course machines). Every
 function here checks first and says plainly why it cannot run.
 
-Written against TensorRT 10 (NGC 24.xx-25.xx):
+Written for TensorRT 10 (NGC 24.xx-25.xx) and 11:
 * networks are always explicit-batch (the EXPLICIT_BATCH flag is ignored);
 * tensors are addressed by name (`set_input_shape`, `set_tensor_address`,
   `execute_async_v3`), bindings are gone;
-* FP16 is a builder flag (`BuilderFlag.FP16`). TensorRT 11 removes that flag and
-  INT8 calibrators: networks are strongly typed, so precision comes from the ONNX
-  file itself. NVIDIA's route to such a file is the TensorRT Model Optimizer
-  (ModelOpt), which writes the reduced-precision or Q/DQ ONNX model; on TensorRT 11
-  build_engine(fp16=True) says so instead of building an fp32 engine silently.
+* networks are **strongly typed** (`NetworkDefinitionCreationFlag.STRONGLY_TYPED`,
+  required on 10.x, always on and ignored in 11): every tensor keeps the type the
+  ONNX file gives it, so an fp32 file builds an fp32 engine and an fp16 file an fp16
+  one. NVIDIA's route to the fp16 file is ModelOpt AutoCast (`autocast_fp16`).
+  The weakly typed route, `BuilderFlag.FP16` letting TensorRT pick fp16 kernels, is
+  deprecated since 10.12 and removed in 11; `build_engine(legacy_fp16=True)` keeps it
+  for TensorRT 10 only, named as what it is.
 Buffers are torch CUDA tensors, so no pycuda is needed.
 """
 
@@ -39,13 +41,37 @@ def tensorrt_status() -> tuple[bool, str]:
     return True, f"TensorRT {trt.__version__} on {torch.cuda.get_device_name(0)}"
 
 
-def build_engine(onnx_path: Path, plan_path: Path, input_name: str, sample_shape: tuple[int, ...],
-                 min_batch: int = 1, opt_batch: int = 8, max_batch: int = 64, fp16: bool = True) -> Path:
-    """Parse `onnx_path`, build an engine with a dynamic-batch profile, save the plan; return its path.
+def autocast_fp16(onnx_path: Path, out_path: Path) -> Path:
+    """Write a mixed fp32/fp16 copy of `onnx_path` with ModelOpt AutoCast; return its path.
 
-    `sample_shape` is one sample's shape (e.g. (1, 8, 8)); the profile allows
-    batches min_batch..max_batch and tunes kernels for opt_batch. FP16 is used when
-    requested and the GPU has fast FP16; TensorRT 11 refuses fp16=True with the reason.
+    AutoCast keeps in fp32 the nodes whose values fp16 cannot hold, and keeps the
+    inputs and outputs fp32 (`keep_io_types`), so the same fp32 buffers feed the engine.
+    ModelOpt's ONNX extra pins onnxruntime-gpu, so it is not in the course's CPU environment:
+    install it in the GPU stack (`pip install "nvidia-modelopt[onnx]"`).
+    Introduced in 06_onnx_and_tensorrt.
+    """
+    try:
+        from modelopt.onnx.autocast import convert_to_mixed_precision
+    except ImportError as error:
+        raise RuntimeError("ModelOpt AutoCast is not installed (pip install \"nvidia-modelopt[onnx]\" on the GPU "
+                           "stack); without it there is no fp16 ONNX file for a strongly typed fp16 engine") from error
+    import onnx
+
+    converted = convert_to_mixed_precision(onnx_path=str(onnx_path), low_precision_type="fp16", keep_io_types=True)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(converted, str(out_path))
+    return out_path
+
+
+def build_engine(onnx_path: Path, plan_path: Path, input_name: str, sample_shape: tuple[int, ...],
+                 min_batch: int = 1, opt_batch: int = 8, max_batch: int = 64, legacy_fp16: bool = False) -> Path:
+    """Parse `onnx_path` into a strongly typed network, build an engine with a dynamic-batch profile, save the plan.
+
+    `sample_shape` is one sample's shape (e.g. (1, 8, 8)); the profile allows batches
+    min_batch..max_batch and tunes kernels for opt_batch. The engine computes in the
+    ONNX file's types. `legacy_fp16=True` builds the deprecated weakly typed way
+    (BuilderFlag.FP16, TensorRT 10 only; TensorRT 11 refuses it with the reason).
     Introduced in 06_onnx_and_tensorrt.
     """
     available, reason = tensorrt_status()
@@ -53,9 +79,13 @@ def build_engine(onnx_path: Path, plan_path: Path, input_name: str, sample_shape
         raise RuntimeError(f"cannot build a TensorRT engine: {reason}")
     import tensorrt as trt
 
+    if legacy_fp16 and not hasattr(trt.BuilderFlag, "FP16"):   # TensorRT 11: strongly typed networks only
+        raise RuntimeError(f"TensorRT {trt.__version__} has no FP16 builder flag: precision comes from the ONNX file. "
+                           "Convert it with autocast_fp16() (ModelOpt AutoCast) and build without legacy_fp16")
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
+    strongly_typed = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(0 if legacy_fp16 else strongly_typed)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(Path(onnx_path).read_bytes()):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
@@ -65,13 +95,8 @@ def build_engine(onnx_path: Path, plan_path: Path, input_name: str, sample_shape
     profile = builder.create_optimization_profile()
     profile.set_shape(input_name, (min_batch, *sample_shape), (opt_batch, *sample_shape), (max_batch, *sample_shape))
     config.add_optimization_profile(profile)
-    if fp16:
-        if not hasattr(trt.BuilderFlag, "FP16"):   # TensorRT 11: strongly typed networks only
-            raise RuntimeError(f"TensorRT {trt.__version__} has no FP16 builder flag: precision comes from the ONNX "
-                               "file. Convert it with the TensorRT Model Optimizer (ModelOpt), or build with "
-                               "fp16=False for an fp32 engine")
-        if getattr(builder, "platform_has_fast_fp16", True):   # deprecated in TensorRT 10: read it only here
-            config.set_flag(trt.BuilderFlag.FP16)
+    if legacy_fp16:
+        config.set_flag(trt.BuilderFlag.FP16)   # weakly typed: TensorRT may pick fp16 kernels for any layer
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise RuntimeError("TensorRT failed to build the engine; see the log lines above")
