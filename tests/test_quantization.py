@@ -73,15 +73,17 @@ with torch.inference_mode():
 """
 
 
-def test_dynamic_activation_int8_changes_answers_without_vnni(tmp_path):
+def test_dynamic_activation_int8_changes_answers_without_vnni():
     """Lesson 07 leaves torchao's dynamic-activation int8 out of its stored table: oneDNN's s8s8 products saturate
-    without VNNI. With oneDNN limited to AVX2 (no VNNI on any CPU) the model agrees with fp32 on fewer than all test
+    without VNNI. On the AVX2 code path (oneDNN limited to AVX2: no VNNI on any CPU) the model agrees with fp32 on fewer than all test
     images (0.9944 when written)."""
     import os
     import subprocess
     import sys
 
-    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "TORCHINDUCTOR_CACHE_DIR": str(tmp_path)}
+    from course_utils.machinery.weights import AVX2_CODE_PATH
+
+    env = {**os.environ, **AVX2_CODE_PATH}   # the course's AVX2 path: oneDNN limited to AVX2, no VNNI
     out = subprocess.run([sys.executable, "-c", DYNAMIC_ACTIVATION_AGREEMENT], env=env, capture_output=True,
                          text=True, timeout=300, check=True).stdout
     agreement = float(out.strip().splitlines()[-1])
