@@ -43,7 +43,7 @@ class Archive:
 def handler_file(name: str) -> Path:
     """Path of one of the course's reference handlers, e.g. handler_file("churn_handler").
 
-    Introduced in 02_handlers.
+    Introduced in 01_torchserve_architecture.
     """
     path = HANDLERS_DIR / f"{name.removesuffix('.py')}.py"
     if not path.exists():
@@ -55,7 +55,7 @@ def handler_file(name: str) -> Path:
 def save_torchscript(model: torch.nn.Module, path: Path, example: torch.Tensor | None = None) -> Path:
     """Save `model` as TorchScript: scripted, or traced when an `example` input is given.
 
-    Introduced in 03b_batching_and_model_management.
+    Introduced in 01_torchserve_architecture.
     """
     model.eval()
     scripted = torch.jit.trace(model, example) if example is not None else torch.jit.script(model)
@@ -80,7 +80,7 @@ def write_model_file(model_class: type[torch.nn.Module], folder: Path) -> Path:
 def write_index_to_name(mapping: dict[str, str], folder: Path) -> Path:
     """Write the class-index -> name file that TorchServe's BaseHandler loads as self.mapping.
 
-    Introduced in 02_handlers.
+    Introduced in 01_torchserve_architecture.
     """
     if not all(isinstance(k, str) and k.isdigit() for k in mapping):
         raise ValueError(f"index_to_name keys must be strings of class indices like '0', got {list(mapping)}")
@@ -112,7 +112,7 @@ def archive_model(model_name: str, serialized_file: Path, handler: Path, export_
     """Run the real torch-model-archiver and return the .mar path with the command used.
 
     Every input file is checked first, so a typo gives a clear message instead of
-    the archiver's traceback. Introduced in 03a_archiving_and_configuration.
+    the archiver's traceback. Introduced in 01_torchserve_architecture.
     """
     for label, path in [("serialized_file", serialized_file), ("handler", handler),
                         *[("extra file", f) for f in extra_files],

@@ -131,16 +131,20 @@ def worker_pids(server: Any, model: str) -> list[int]:
 
     Introduced in 02_handlers.
     """
-    described = requests.get(f"{server.management_url}/models/{model}", headers=server.headers("management"),
-                             timeout=10).json()[0]
+    described = server.management_get(f"models/{model}").json()[0]
     return sorted(w["pid"] for w in described["workers"] if w["status"] == "READY")
 
 
-def _message(response: requests.Response) -> str:
+def error_message(response: requests.Response) -> str:
+    """The "message" of a server's JSON error answer (TorchServe's), else the body as text.
+
+    Internal helper: no lesson calls it.
+    """
     try:
-        return str(response.json().get("message", response.text))
+        body = response.json()
     except ValueError:
         return response.text
+    return str(body.get("message", response.text)) if isinstance(body, dict) else response.text
 
 
 def probe(server: Any, model: str, hostile: dict[str, dict[str, Any]], good: dict[str, Any]) -> list[dict]:
@@ -159,6 +163,6 @@ def probe(server: Any, model: str, hostile: dict[str, dict[str, Any]], good: dic
         before = worker_pids(server, model)
         with ThreadPoolExecutor(2) as pool:
             bad, neighbour = pool.map(post, [body, good])
-        rows.append({"input": name, "status": bad.status_code, "message": _message(bad),
+        rows.append({"input": name, "status": bad.status_code, "message": error_message(bad),
                      "neighbour": neighbour.status_code, "same worker": worker_pids(server, model) == before})
     return rows

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
@@ -126,6 +126,18 @@ def _other_live_owner(folder: Path) -> int | None:
     return pid if pid != os.getpid() and process_start_ticks(pid) == started else None
 
 
+_BEFORE_EMPTYING: list[Callable[[Path], None]] = []
+
+
+def before_emptying(hook: Callable[[Path], None]) -> None:
+    """Register `hook(folder)` to run before work_dir() empties a folder (the servers' lifecycle stops its servers).
+
+    Internal helper: no lesson calls it.
+    """
+    if hook not in _BEFORE_EMPTYING:
+        _BEFORE_EMPTYING.append(hook)
+
+
 def work_dir(name: str, clean: bool = True) -> Path:
     """Return (and create) the work folder of one notebook, e.g. work/03_archiving.
 
@@ -147,9 +159,8 @@ def work_dir(name: str, clean: bool = True) -> Path:
                            "open twice. Shut down the other kernel (Kernel > Shut Down Kernel in its tab, or "
                            "Running Terminals and Kernels in the left bar), then run this cell again.")
     if clean:
-        lifecycle = sys.modules.get("course_utils.lifecycle")   # imported once this kernel has created a server
-        if lifecycle is not None:
-            lifecycle.stop_servers_in(path)   # never delete the folder of a live server
+        for hook in _BEFORE_EMPTYING:   # servers.lifecycle registers: stop this kernel's servers in `path`
+            hook(path)
         empty_dir(path)
     path.mkdir(parents=True, exist_ok=True)
     # Model stores, keys and logs: yours only. A COURSE_WORK_DIR you chose keeps its own mode.

@@ -13,7 +13,7 @@ import pytest
 
 SERVER_MARKERS = ("org.pytorch.serve.ModelServer", "ts/model_service_worker.py",
                   "tritonserver/bin/tritonserver", "triton_python_backend_stub")
-SHM_PATTERN = "course_*"  # course_utils.triton gives each server's python backend this prefix
+SHM_PATTERN = "course_*"  # course_utils.servers.triton gives each server's python backend this prefix
 _START = time.time()
 
 
@@ -122,8 +122,8 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     import jupyter_client
 
-    from course_utils.torchserve import TorchServe
-    from course_utils.triton import TritonServer
+    from course_utils.servers.torchserve import TorchServe
+    from course_utils.servers.triton import TritonServer
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise RuntimeError("this test starts a server or a kernel: mark it @pytest.mark.slow "

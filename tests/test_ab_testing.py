@@ -10,7 +10,7 @@ import pytest
 
 from course_utils.ab_stats import (decide, rejection_rate, sample_size_per_variant, two_proportion_test)
 from course_utils.benchmark import configuration_numbers, run_in_process
-from course_utils.ports import free_ports
+from course_utils.servers.ports import free_ports
 from course_utils.routing import ABRouter, Endpoint, assign_variant, bucket, check_split
 
 USERS = [f"u{i}" for i in range(20_000)]

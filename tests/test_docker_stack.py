@@ -88,7 +88,7 @@ def test_the_stack_keeps_torchserve_safe():
 
 
 def test_the_environment_variables_the_stack_sets_are_the_ones_course_utils_reads(services):
-    source = "".join(p.read_text() for p in (REPO_ROOT / "course_utils").glob("*.py"))
+    source = "".join(p.read_text() for p in (REPO_ROOT / "course_utils").rglob("*.py"))
     for variable in services["jupyter"]["environment"]:
         assert f'"{variable}"' in source, f"compose sets {variable}, but course_utils never reads it"
 

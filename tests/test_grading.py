@@ -33,7 +33,7 @@ def test_the_grade_command_names_the_next_exercise_to_do():
 def test_requires_holds_across_grader_cells_and_the_graders_own_failure_is_named_as_such(capsys):
     import functools
 
-    from course_utils.ports import wait_until
+    from course_utils.servers.ports import wait_until
 
     def wrong():
         raise Fail("no")

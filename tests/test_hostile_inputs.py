@@ -9,7 +9,7 @@ from course_utils.archiver import archive_model, handler_file, save_torchscript,
 from course_utils.data import DIGIT_CLASSES, write_digit_pngs
 from course_utils.hostile_inputs import churn_hostile_inputs, digit_hostile_inputs, probe
 from course_utils.models import load_digit_cnn
-from course_utils.torchserve import ModelSettings, TorchServe
+from course_utils.servers.torchserve import ModelSettings, TorchServe
 
 
 # What each input must get, and a word its message must contain.
@@ -79,7 +79,7 @@ def test_the_triton_preprocessor_answers_each_hostile_image_with_400_and_keeps_s
 
     from course_utils.models import load_digit_cnn
     from course_utils.pipelines import png_batch, write_pipeline_steps
-    from course_utils.triton import TritonServer
+    from course_utils.servers.triton import TritonServer
 
     write_pipeline_steps(tmp_path / "repo", load_digit_cnn().model)
     good = png_batch(write_digit_pngs(tmp_path / "pngs", count=1)[0][:1])
@@ -129,7 +129,7 @@ def test_the_served_churn_model_refuses_each_hostile_request_alone_and_its_stub_
     from course_utils.hostile_inputs import triton_churn_hostile_inputs
     from course_utils.models import load_churn_model
     from course_utils.onnx_tools import export_onnx
-    from course_utils.triton import TritonServer
+    from course_utils.servers.triton import TritonServer
     from course_utils.triton_config import io_tensor, model_config, write_config
 
     repo = tmp_path / "repo"

@@ -13,9 +13,9 @@ from typing import Callable
 import psutil
 import pytest
 
-from course_utils import lifecycle
+from course_utils.servers import lifecycle
 from course_utils.archiver import archive_model
-from course_utils.lifecycle import Server, address_from_env, free_space_problem, running, stop_servers
+from course_utils.servers.lifecycle import Server, address_from_env, free_space_problem, running, stop_servers
 
 
 # ----- the registry and the parallel stop (no server needed) -----------------------------
@@ -116,7 +116,7 @@ def shell():
 
 @pytest.mark.slow
 def test_a_dead_torchserve_is_named_below_the_failed_cell_within_seconds(store, tmp_path, shell, capsys):
-    from course_utils.torchserve import TorchServe
+    from course_utils.servers.torchserve import TorchServe
 
     with TorchServe(store, tmp_path / "dead") as server:
         shell.user_ns["server"] = server
@@ -137,7 +137,7 @@ def test_a_dead_torchserve_is_named_below_the_failed_cell_within_seconds(store, 
 def test_a_dead_tritonserver_is_named_below_the_failed_cell(tmp_path, shell, capsys):
     from course_utils.pipelines import write_pipeline_steps
     from course_utils.models import load_digit_cnn
-    from course_utils.triton import TritonServer
+    from course_utils.servers.triton import TritonServer
 
     write_pipeline_steps(tmp_path / "repo", load_digit_cnn().model)
     with TritonServer(tmp_path / "repo", tmp_path / "triton", models=["preprocess"]) as server:
@@ -173,8 +173,8 @@ def fill(disk: Path, leave_bytes: int) -> None:
 
 @pytest.mark.slow
 def test_a_full_disk_is_named_at_once_not_after_the_startup_timeout(store, small_disk, tmp_path):
-    from course_utils.torchserve import TorchServe
-    from course_utils.triton import TritonServer
+    from course_utils.servers.torchserve import TorchServe
+    from course_utils.servers.triton import TritonServer
 
     local_store = shutil.copytree(store, small_disk / "store")
     fill(small_disk, 16 * 1024)
@@ -191,7 +191,7 @@ def test_a_full_disk_is_named_at_once_not_after_the_startup_timeout(store, small
 
 @pytest.mark.slow
 def test_a_disk_that_fills_while_serving_is_named(store, small_disk):
-    from course_utils.torchserve import TorchServe
+    from course_utils.servers.torchserve import TorchServe
 
     with TorchServe(store, small_disk / "ts", models=["churn.mar"]) as server:
         assert server.problem() == ""
@@ -207,7 +207,7 @@ def test_a_disk_that_fills_while_serving_is_named(store, small_disk):
 
 @pytest.mark.slow
 def test_a_torchserve_port_held_by_another_server_is_named_and_the_other_is_untouched(store, tmp_path, monkeypatch):
-    import course_utils.torchserve as torchserve
+    import course_utils.servers.torchserve as torchserve
 
     with torchserve.TorchServe(store, tmp_path / "first", models=["churn.mar"]) as first:
         taken = list(first.ports.values())

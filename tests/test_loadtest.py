@@ -1,7 +1,7 @@
 """The load generator counts failures by kind and never aborts on them."""
 
 from course_utils.loadtest import run_load
-from course_utils.ports import free_port
+from course_utils.servers.ports import free_port
 
 
 def test_a_dead_server_is_counted_as_connection_errors_not_raised():

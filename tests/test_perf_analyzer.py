@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from course_utils.perf_analyzer import PerfAnalyzerError, perf_analyzer_command, run_perf_analyzer, torchserve_input_data
-from course_utils.triton import TritonServer
+from course_utils.servers.triton import TritonServer
 from course_utils.triton_config import io_tensor, model_config, write_config
 
 
@@ -50,7 +50,7 @@ def test_perf_analyzer_measures_triton_over_grpc(tmp_path):
 @pytest.mark.slow
 def test_perf_analyzer_measures_torchserve_with_its_token(churn_files, tmp_path):
     from course_utils.archiver import archive_model
-    from course_utils.torchserve import TorchServe
+    from course_utils.servers.torchserve import TorchServe
 
     store = tmp_path / "store"
     store.mkdir()

@@ -9,8 +9,8 @@ import requests
 
 from course_utils.archiver import archive_model
 from course_utils.paths import socket_path_problem
-from course_utils.ports import port_is_free
-from course_utils.torchserve import ModelSettings, TorchServe
+from course_utils.servers.ports import port_is_free
+from course_utils.servers.torchserve import ModelSettings, TorchServe
 from conftest import alive
 
 

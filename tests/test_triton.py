@@ -6,8 +6,8 @@ import pytest
 import torch
 from tritonclient.grpc import model_config_pb2
 
-from course_utils.model_repository import serving_copy
-from course_utils.triton import ModelLoadError, TritonServer
+from course_utils.servers.triton_serving_copy import serving_copy
+from course_utils.servers.triton import ModelLoadError, TritonServer
 from course_utils.triton_config import io_tensor, model_config, read_config, write_config
 
 
@@ -179,7 +179,7 @@ def test_work_folders_are_private(tmp_path, monkeypatch):
 def test_a_port_held_by_another_server_is_named_and_never_used(repository, tmp_path, monkeypatch):
     import time
 
-    import course_utils.triton as triton
+    import course_utils.servers.triton as triton
 
     repo, _ = repository
     with TritonServer(repo, tmp_path / "first") as first:

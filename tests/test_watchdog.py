@@ -22,8 +22,8 @@ from conftest import alive
 
 KERNEL = """
 import json, sys, time
-from course_utils.torchserve import TorchServe
-from course_utils.triton import TritonServer
+from course_utils.servers.torchserve import TorchServe
+from course_utils.servers.triton import TritonServer
 store, repo, work = sys.argv[1:4]
 ts = TorchServe(store, work + "/ts", models=["churn.mar"]).start()
 triton = TritonServer(repo, work + "/triton", models=["preprocess"]).start()
@@ -92,7 +92,7 @@ def test_the_same_lesson_in_a_second_kernel_stops_at_once_naming_the_first(tmp_p
 @pytest.mark.slow
 def test_rerunning_work_dir_stops_this_kernels_server_in_that_folder_first(churn_files, tmp_path, monkeypatch):
     from course_utils.paths import work_dir
-    from course_utils.torchserve import TorchServe
+    from course_utils.servers.torchserve import TorchServe
 
     monkeypatch.setenv("COURSE_WORK_DIR", str(tmp_path / "work"))
     work = work_dir("03_archiving")
@@ -106,7 +106,7 @@ def test_rerunning_work_dir_stops_this_kernels_server_in_that_folder_first(churn
 
 
 def test_a_registry_left_by_a_dead_kernel_is_swept_without_touching_other_processes(tmp_path, monkeypatch):
-    from course_utils import watchdog
+    from course_utils.servers import watchdog
     from course_utils.paths import short_temp_dir
 
     monkeypatch.setattr(watchdog.tempfile, "gettempdir", lambda: str(tmp_path))
@@ -138,7 +138,7 @@ def test_a_graceful_jupyter_restart_with_three_servers_leaves_nothing_behind(chu
     archive_model("churn", churn_files["model"], churn_files["handler"], store,
                   extra_files=[churn_files["base"], churn_files["labels"]])
     write_pipeline_steps(tmp_path / "repo", load_digit_cnn().model)
-    code = (f"import json\nfrom course_utils.torchserve import TorchServe\nfrom course_utils.triton import TritonServer\n"
+    code = (f"import json\nfrom course_utils.servers.torchserve import TorchServe\nfrom course_utils.servers.triton import TritonServer\n"
             f"work = {str(tmp_path)!r}\n"
             f"servers = [TorchServe({str(store)!r}, work + '/a', models=['churn.mar']).start(),\n"
             f"           TorchServe({str(store)!r}, work + '/b', models=['churn.mar']).start(),\n"

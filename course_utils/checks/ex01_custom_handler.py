@@ -14,23 +14,19 @@ import torch
 
 from ..archiver import archive_model, handler_file, save_torchscript, write_index_to_name
 from ..data import CHURN_CLASSES
+from ..hostile_inputs import error_message
 from ..machinery.grading import Check, Fail, Verdict, expect, run_checks_then_stop
 from ..models import load_churn_model
 from ..paths import empty_dir
-from ..torchserve import ModelSettings, TorchServe, last_worker_error
+from ..servers.torchserve import ModelSettings, TorchServe, last_worker_error
 
 MODEL = "churn_csv"
 GOOD_ROWS = {"24,80.5,2,12": [24, 80.5, 2, 12], " 3 , 110 , 5 , 1 \n": [3, 110, 5, 1], "60,20,0,24": [60, 20, 0, 24]}
 
 
 def _message_of(response: requests.Response) -> str:
-    """The "message" of a JSON error answer, else the body text (one line, shortened)."""
-    try:
-        body = response.json()
-        text = body.get("message", str(body)) if isinstance(body, dict) else str(body)
-    except ValueError:
-        text = response.text
-    return " ".join(text.split())[:200]
+    """The error message of an answer, on one line and shortened (for a hint)."""
+    return " ".join(error_message(response).split())[:200]
 
 
 def _reference_answers(model: torch.nn.Module) -> dict[str, dict]:

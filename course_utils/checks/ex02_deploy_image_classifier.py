@@ -15,7 +15,7 @@ from ..data import DIGIT_CLASSES, write_digit_pngs
 from ..machinery.grading import Check, Fail, Verdict, expect, run_checks, run_checks_then_stop
 from ..models import Trained, load_digit_cnn
 from ..paths import empty_dir
-from ..torchserve import TorchServe, wait_for_workers
+from ..servers.torchserve import TorchServe, wait_for_workers
 from .hints import mismatch_hint
 
 _TRAINED: list[Trained] = []

@@ -15,7 +15,7 @@ from ..machinery.grading import Check, Verdict, expect, run_checks_then_stop
 from ..models import Trained, load_digit_cnn
 from ..paths import empty_dir
 from ..pipelines import png_batch, write_pipeline_steps
-from ..triton import TritonServer
+from ..servers.triton import TritonServer
 from ..triton_config import data_flow_order, read_config, validate_model
 from .live_triton import serve_for_grading
 
@@ -32,7 +32,7 @@ def _digits() -> Trained:
 def build_repository(work: Path, write_postprocess: Callable, write_ensemble: Callable) -> Path:
     """A repository with the lesson's preprocess and digits steps plus the learner's two folders.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     repository = empty_dir(Path(work) / "model_repository")
     write_pipeline_steps(repository, _digits().model)

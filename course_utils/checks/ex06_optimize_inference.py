@@ -37,7 +37,7 @@ def fresh_inputs(x: np.ndarray, count: int, seed: int = 6) -> list[np.ndarray]:
     """`count` single-image batches, every one different (test images with a little noise).
 
     A predictor timed on the same input again and again could answer from a cache.
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     rng = np.random.default_rng(seed)
     return [np.ascontiguousarray(x[i % len(x)][None] + rng.normal(0, 0.01, x.shape[1:]).astype(np.float32))

@@ -47,7 +47,7 @@ def fp32_model(work: Path) -> tuple[Trained, Path]:
 def model_files(path: Path) -> list[Path]:
     """The files an ONNX model needs: the .onnx file and every external data file its tensors name.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     import onnx
     from onnx.external_data_helper import uses_external_data
@@ -64,7 +64,7 @@ def model_files(path: Path) -> list[Path]:
 def int8_share(path: Path) -> float:
     """The share of the weights' elements (initializers of 2 or more dims) stored as int8/uint8.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     import onnx
 
@@ -79,7 +79,7 @@ def reference_int8(fp32_onnx: Path, calibration: np.ndarray, work: Path) -> Path
     """The int8 model the speed budget is measured against: static QDQ, uint8 activations, per-channel int8 weights.
 
     Built on the learner's machine because int8 speed depends on the CPU (VNNI or not).
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process

@@ -61,7 +61,7 @@ def _in_another_process(assign: Assign, users: list[str]) -> list[str]:
 def assign_checks(assign: Assign) -> list[Check]:
     """The routing checks (8.1-8.5) for assign(user_id, share_b, experiment) -> "A" | "B".
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     def sticky() -> None:
         first = [assign(user, 0.5, "grading") for user in USERS[:2000]]
@@ -120,7 +120,7 @@ def _experiment(decide: Decide, rate_a: float, rate_b: float, users: int, needed
 def decide_checks(decide: Decide) -> list[Check]:
     """The decision checks (8.6-8.9) for decide(successes_a, users_a, successes_b, users_b, needed, alpha).
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     needed = sample_size_per_variant(BASE_RATE, LIFT, ALPHA, 0.8)
     allowed = {"ship B", "keep A", "no difference", "keep collecting"}

@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..machinery.grading import Fail
-from ..triton import ModelLoadError, TritonServer
+from ..servers.triton import ModelLoadError, TritonServer
 
 
 def serve_for_grading(repository: Path, work: Path, model: str, state: dict) -> TritonServer:
     """Start tritonserver on `repository`, keep it in state["server"] for the grader to stop, load `model`.
 
     A load error becomes a Fail that quotes the server's reason.
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     server = TritonServer(repository, Path(work) / "server")
     state["server"] = server.start()

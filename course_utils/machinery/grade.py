@@ -61,7 +61,7 @@ class ExerciseScore:
 def solution_for(path: Path, solutions_dir: Path = SOLUTIONS_DIR) -> Path:
     """The reference solution of the exercise a notebook answers, found by its name's exNN prefix.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     match = re.match(r"(ex\d\d)", Path(path).name)
     found = sorted(solutions_dir.glob(f"{match.group(1)}_*.ipynb")) if match else []
@@ -74,7 +74,7 @@ def solution_for(path: Path, solutions_dir: Path = SOLUTIONS_DIR) -> Path:
 def answer_key(solution: Path) -> dict[str, Verdict]:
     """Check id -> the reference verdict (points, description), from the solution's stored grader output.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     notebook = nbformat.read(solution, as_version=4)
     key: dict[str, Verdict] = {}
@@ -91,7 +91,7 @@ def scored(key: dict[str, Verdict], recorded: list[Verdict]) -> list[Verdict]:
     """One verdict per check of the key, in its order and with its points; the last recorded outcome counts.
 
     An optional check (OPTIONAL_CHECKS) counts only where it ran.
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     latest = {v.check_id: v for v in recorded}
     verdicts = []
@@ -118,7 +118,7 @@ def restored(submitted: nbformat.NotebookNode, solution: nbformat.NotebookNode
     Answer cells (those with a solution region) are matched by cell id. Every other cell runs
     as the exercise has it; cells the learner added are left out (helpers belong in an answer cell).
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     template = student_copy(solution)
     answers = {cell.id for cell in solution.cells if BEGIN in cell.source}
@@ -160,7 +160,7 @@ def grade_notebook(path: Path, timeout_s: int = 900, record: Path | None = None)
 
     `timeout_s` limits each cell. Verdicts go to `record` (default: a temp file), so that checks
     that passed before a cell hangs or the kernel dies still count.
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     path = Path(path)
     solution = solution_for(path)
@@ -190,7 +190,7 @@ def grade_notebook(path: Path, timeout_s: int = 900, record: Path | None = None)
 def score_table(scores: list[ExerciseScore]) -> str:
     """A text table: one row per exercise with its checks passed and points.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     rows = [("exercise", "checks passed", "points")]
     for s in scores:
@@ -203,7 +203,7 @@ def score_table(scores: list[ExerciseScore]) -> str:
 def grade_main(targets: list[Path]) -> int:
     """Grade notebooks (default: every exercises/ex*.ipynb) and print the table.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     paths: list[Path] = []
     for target in targets or [EXERCISES_DIR]:
@@ -234,7 +234,7 @@ def grade_main(targets: list[Path]) -> int:
 def next_step(scores: list[ExerciseScore]) -> str:
     """One line: the first exercise (in course order) without full marks, or that all are done.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     for score in sorted(scores, key=lambda s: s.name):
         if score.points == 0 or score.score < score.points:
@@ -246,7 +246,7 @@ def next_step(scores: list[ExerciseScore]) -> str:
 def result_json(score: ExerciseScore) -> str:
     """One graded notebook as JSON (what `python -m course_utils.machinery.grade` writes).
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     return json.dumps(asdict(score), ensure_ascii=False)
 
@@ -254,7 +254,7 @@ def result_json(score: ExerciseScore) -> str:
 def result_from_json(text: str) -> ExerciseScore:
     """The ExerciseScore that result_json() wrote.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     data = json.loads(text)
     return ExerciseScore(data["name"], [Verdict(**v) for v in data["verdicts"]], data["notes"], data["status"])

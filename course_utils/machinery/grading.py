@@ -115,7 +115,7 @@ def _run_check(check: Check) -> Verdict:
 def run_checks(checks: Iterable[Check], show: bool = True) -> list[Verdict]:
     """Run checks in order, print one verdict line each and a total; return the verdicts.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     verdicts: list[Verdict] = []
     for check in checks:
@@ -141,7 +141,7 @@ def _record(verdict: Verdict) -> None:
 def read_verdicts(path: str | os.PathLike) -> list[Verdict]:
     """The verdicts run_checks() recorded in a grade command's record file ([] if there is none).
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     try:
         lines = open(path, encoding="utf-8").read().splitlines()
@@ -153,7 +153,7 @@ def read_verdicts(path: str | os.PathLike) -> list[Verdict]:
 def run_checks_then_stop(checks: Iterable[Check], state: dict, show: bool = True) -> list[Verdict]:
     """run_checks(), then stop the server a check left in state["server"], whatever happened.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     try:
         return run_checks(checks, show=show)
@@ -165,7 +165,7 @@ def run_checks_then_stop(checks: Iterable[Check], state: dict, show: bool = True
 def expect(condition: bool, message: str) -> None:
     """Raise Fail(message) unless condition holds (a readable assert for checks).
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     if not condition:
         raise Fail(message)
@@ -174,7 +174,7 @@ def expect(condition: bool, message: str) -> None:
 def parse_verdicts(text: str) -> list[Verdict]:
     """Read verdict lines back from printed output (used by the grade command and tests).
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     verdicts = []
     for line in text.splitlines():

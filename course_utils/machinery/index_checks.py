@@ -21,7 +21,7 @@ from ..paths import REPO_ROOT
 def pypi_files(name: str, version: str) -> list[str]:
     """The files PyPI publishes for one release of a project (its JSON API).
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     with urllib.request.urlopen(f"https://pypi.org/pypi/{name}/json", timeout=30) as response:
         return [f["filename"] for f in json.load(response)["releases"].get(version, [])]
@@ -30,7 +30,7 @@ def pypi_files(name: str, version: str) -> list[str]:
 def gpu_extras_problems() -> list[str]:
     """What is wrong with the pinned GPU extras on PyPI today ([] when each is published for the docker image).
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     extras = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["gpu"]
     dockerfile = (REPO_ROOT / "docker" / "jupyter" / "Dockerfile").read_text()
@@ -55,7 +55,7 @@ def gpu_extras_problems() -> list[str]:
 def main() -> int:
     """Print the problems of the GPU extras on PyPI; 1 when there are any.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     problems = gpu_extras_problems()
     for problem in problems:

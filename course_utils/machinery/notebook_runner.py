@@ -40,7 +40,7 @@ def execute(path: Path, timeout_s: int = 600, env: dict[str, str] | None = None,
 
     `timeout_s` limits each cell.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     notebook = nbformat.read(path, as_version=4)
     previous = dict(os.environ)
@@ -69,6 +69,6 @@ def execute(path: Path, timeout_s: int = 600, env: dict[str, str] | None = None,
 def is_grader_cell(source: str) -> bool:
     """Grader cells start with the comment line `# GRADER`.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     return source.lstrip().startswith("# GRADER")

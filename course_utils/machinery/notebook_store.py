@@ -62,7 +62,7 @@ def _normalize_output(output: nbformat.NotebookNode) -> None:
 def normalized(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The notebook as the course stores it (see the module docstring); changes it in place.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     notebook.metadata.kernelspec = nbformat.from_dict(KERNELSPEC)
     notebook.metadata.language_info = nbformat.from_dict(LANGUAGE_INFO)
@@ -79,7 +79,7 @@ def normalized(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
 def as_text(notebook: nbformat.NotebookNode) -> str:
     """The exact text JupyterLab's save writes for a notebook (nbformat, one-space indent, final newline).
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     return nbformat.writes(notebook) + "\n"
 
@@ -87,7 +87,7 @@ def as_text(notebook: nbformat.NotebookNode) -> str:
 def write(notebook: nbformat.NotebookNode, path: Path) -> Path:
     """Write a notebook as as_text() renders it.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     Path(path).write_text(as_text(notebook), encoding="utf-8")
     return Path(path)
@@ -96,7 +96,7 @@ def write(notebook: nbformat.NotebookNode, path: Path) -> Path:
 def execute_and_store(path: Path, timeout_s: int = 900) -> Path:
     """Run a notebook top to bottom in its own folder and store it with fresh outputs.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     from nbclient import NotebookClient
 

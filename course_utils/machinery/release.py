@@ -38,7 +38,7 @@ EXERCISES_DIR = REPO_ROOT / "exercises"
 def strip_solution_regions(source: str, markdown: bool = False) -> str:
     """Replace every BEGIN/END SOLUTION region of one cell's source with a stub.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     out: list[str] = []
     inside = False
@@ -65,7 +65,7 @@ def strip_solution_regions(source: str, markdown: bool = False) -> str:
 def student_copy(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """Return the exercise version of a solution notebook (regions stubbed, outputs cleared).
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     exercise = nbformat.from_dict(solution)
     for cell in exercise.cells:
@@ -82,7 +82,7 @@ MANIFEST = ".released.json"
 def fresh_copy(solution_path: Path) -> str:
     """The text of the student copy that release writes for one solution notebook.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     return as_text(student_copy(nbformat.read(solution_path, as_version=4)))
 
@@ -90,7 +90,7 @@ def fresh_copy(solution_path: Path) -> str:
 def digest(text: str) -> str:
     """SHA-256 of a notebook's text.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -98,7 +98,7 @@ def digest(text: str) -> str:
 def released_digests(exercises_dir: Path = EXERCISES_DIR) -> dict[str, str]:
     """What `release` last wrote: exercise file name -> SHA-256 of the student copy (exercises/.released.json).
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     path = exercises_dir / MANIFEST
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
@@ -107,7 +107,7 @@ def released_digests(exercises_dir: Path = EXERCISES_DIR) -> dict[str, str]:
 def has_local_changes(path: Path) -> bool:
     """True when an exercise file differs from the student copy `release` wrote (a learner's answers).
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     path = Path(path)
     return path.exists() and digest(path.read_text(encoding="utf-8")) != released_digests(path.parent).get(path.name)
@@ -119,7 +119,7 @@ def course_notebooks(root: Path = REPO_ROOT) -> list[Path]:
     An exercise that differs from the student copy release wrote is a learner's work, whatever saved
     it (JupyterLab, VS Code, nbformat, a script), and no test judges it.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     root = Path(root)
     exercises = [p for p in sorted((root / "exercises").glob("*.ipynb")) if not has_local_changes(p)]
@@ -134,7 +134,7 @@ def release(solutions_dir: Path = SOLUTIONS_DIR, exercises_dir: Path = EXERCISES
     kept, not overwritten, unless `force` is true. exercises/.released.json records what
     each student copy is, so a later release or `make test` can tell answers from staleness.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     exercises_dir.mkdir(parents=True, exist_ok=True)
     written, kept, digests = [], [], {}
@@ -156,7 +156,7 @@ def release(solutions_dir: Path = SOLUTIONS_DIR, exercises_dir: Path = EXERCISES
 def backup_dir() -> Path:
     """Where reset_exercise saves the copy it replaces (exercise-backups/, ignored by git).
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     return REPO_ROOT / "exercise-backups"
 
@@ -167,7 +167,7 @@ def reset_exercise(name: str, solutions_dir: Path = SOLUTIONS_DIR,
 
     A copy that differs from the original is first saved in exercise-backups/ under a new name.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     matches = sorted(solutions_dir.glob(f"{name}_*.ipynb")) or sorted(solutions_dir.glob(f"{name}.ipynb"))
     if len(matches) != 1:
@@ -199,7 +199,7 @@ def stale_exercises(solutions_dir: Path = SOLUTIONS_DIR, exercises_dir: Path = E
     learner's answers (edited, committed or duplicated) never make this fail. With
     `strict` (course authors, CI's clean clone) the files must also be exactly those copies.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     digests = released_digests(exercises_dir)
     problems = []

@@ -53,7 +53,7 @@ def find_submissions(folder: Path) -> tuple[dict[str, dict[str, Path]], dict[str
     Every learner folder gets an entry, even an empty one. Where a learner handed in one exercise
     twice (a JupyterLab "-Copy1", say), the file named like the exercise is graded, else the newest;
     files that name no exercise are skipped. Both are noted in the learner's feedback.
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     found: dict[str, dict[str, Path]] = {}
     notes: dict[str, list[str]] = {}
@@ -87,7 +87,7 @@ def grade_one(learner: str, notebook: Path, timeout_s: float) -> Graded:
     """Grade one notebook in a process of its own; stop it (and its kernel and servers) after `timeout_s`.
 
     Checks that passed before the limit still count: the verdicts are recorded in this process's folder.
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     solution = solution_for(notebook)
     began = time.monotonic()
@@ -129,7 +129,7 @@ def grade_submissions(folder: Path, out: Path, jobs: int = 2, timeout_s: float =
                       show_progress: bool = True) -> list[Graded]:
     """Grade every submitted notebook, `jobs` at a time; write gradebook.csv and feedback/ into `out`.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     submissions, notes = find_submissions(folder)
     exercises = sorted({exercise for notebooks in submissions.values() for exercise in notebooks})
@@ -154,7 +154,7 @@ def grade_submissions(folder: Path, out: Path, jobs: int = 2, timeout_s: float =
 def write_gradebook(graded: list[Graded], path: Path) -> Path:
     """gradebook.csv: one row per learner and exercise.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as file:
@@ -171,7 +171,7 @@ def write_gradebook(graded: list[Graded], path: Path) -> Path:
 def write_feedback(learner: str, graded: list[Graded], folder: Path, notes: list[str] = ()) -> Path:
     """feedback/<learner>.md: per exercise, every check (✅/❌ with its hint) and the notes.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     folder.mkdir(parents=True, exist_ok=True)
     total = sum(g.score.score for g in graded), sum(g.score.points for g in graded)
@@ -190,7 +190,7 @@ def write_feedback(learner: str, graded: list[Graded], folder: Path, notes: list
 def main(folder: Path, out: Path, jobs: int, timeout_s: float) -> int:
     """The grade-submissions command: grade, write the gradebook and feedback, print a summary.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     began = time.monotonic()
     graded = grade_submissions(folder, out, jobs, timeout_s)

@@ -45,7 +45,7 @@ print(f"{trained.test_accuracy:.4f}")
 def train_file(name: str, seed: int, epochs: int, target: Path) -> float:
     """Train one model in a fresh interpreter on the AVX2 code path and save its state dict; return its accuracy.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     env = {**os.environ, **AVX2_CODE_PATH}
     done = subprocess.run([sys.executable, "-c", _TRAIN, TRAINERS[name], str(seed), str(epochs), str(target)],
@@ -58,7 +58,7 @@ def train_file(name: str, seed: int, epochs: int, target: Path) -> float:
 def sha256(path: Path) -> str:
     """SHA-256 of a file's bytes.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -66,7 +66,7 @@ def sha256(path: Path) -> str:
 def train_models(check: bool = False, folder: Path = WEIGHTS_DIR) -> int:
     """Write every shipped model's weights (or, with `check`, train them anew and compare); 0 when all is well.
 
-    Course machinery: not used in lessons.
+    Internal helper: no lesson calls it.
     """
     folder.mkdir(parents=True, exist_ok=True)
     differing = 0

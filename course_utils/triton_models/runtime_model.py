@@ -2,7 +2,7 @@
 
 course_utils puts this file next to your model.onnx / model.pt when the embedded
 CPU tritonserver lacks the onnxruntime or pytorch backend (see
-course_utils.model_repository.serving_copy). Triton still does the scheduling,
+course_utils.servers.triton_serving_copy). Triton still does the scheduling,
 dynamic batching, instance groups, versions and protocols; only the last step
 (running the model file) happens here, with onnxruntime or torch.
 

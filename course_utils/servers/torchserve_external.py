@@ -35,7 +35,7 @@ TORCHSERVE_URL_ENV = "TORCHSERVE_URL"
 
 
 class RegistersArchives(Protocol):
-    """What these functions need from a server object (a course_utils.torchserve.TorchServe)."""
+    """What these functions need from a server object (a course_utils.servers.torchserve.TorchServe)."""
 
     external: dict[str, str] | None
     model_store: Path
@@ -44,6 +44,8 @@ class RegistersArchives(Protocol):
     management_url: str
 
     def headers(self, api: str) -> dict[str, str]: ...
+
+    def management_get(self, path: str, timeout_s: float = 10) -> requests.Response: ...
 
     def archived_models(self) -> list[tuple[str, str, str]]: ...
 
@@ -91,9 +93,9 @@ def register_archives(server: RegistersArchives) -> list[tuple[str, str]]:
             shutil.copy(archive, workflows / archive.name)
     registered = []
     for name, version, mar in server.archived_models():
-        url = f"{server.management_url}/models/{name}/{version}"
-        if requests.get(url, headers=server.headers("management"), timeout=30).status_code == 200:
-            requests.delete(url, headers=server.headers("management"), timeout=60)
+        if server.management_get(f"models/{name}/{version}", timeout_s=30).status_code == 200:
+            requests.delete(f"{server.management_url}/models/{name}/{version}", headers=server.headers("management"),
+                            timeout=60)
         params = {"url": mar, "initial_workers": 1, "synchronous": "true"}
         if name in server.settings:
             settings = server.settings[name]
@@ -117,8 +119,7 @@ def unregister_archives(server: RegistersArchives, registered: list[tuple[str, s
     paths = []
     for name in dict.fromkeys(name for name, _ in registered):   # every version, also ones the lesson added
         try:
-            versions = requests.get(f"{server.management_url}/models/{name}/all",
-                                    headers=server.headers("management"), timeout=60).json()
+            versions = server.management_get(f"models/{name}/all", timeout_s=60).json()
             paths += [f"models/{name}/{v['modelVersion']}" for v in versions if isinstance(v, dict)]
         except (requests.RequestException, ValueError):
             paths += [f"models/{name}/{version}" for n, version in registered if n == name]

@@ -7,13 +7,14 @@ own (so that closing a cell's terminal does not kill them), and would live on.
 
 So the first server a process starts also starts this watchdog: a small separate process that
 checks twice a second whether its kernel is still alive. The kernel keeps a registry file in a
-private folder, one entry per running server (its process group, shared-memory prefix, temp
-folder). When the kernel is gone, the watchdog stops the server processes (java, workers,
-tritonserver, stubs) of every registered process group (SIGTERM, then SIGKILL after 3 s),
-removes their shared-memory regions and temp folders, deletes the registry and exits. The first
+private folder, one entry per running server (its process group, the markers that name its
+processes, its shared-memory prefix and temp folder). When the kernel is gone, the watchdog
+stops the processes of every registered group whose command line holds one of the server's
+markers (java's ModelServer and its workers, tritonserver and its stubs): SIGTERM, then SIGKILL
+after 3 s. It removes their shared-memory regions and temp folders, deletes the registry and exits. The first
 server of a later kernel also sweeps up after kernels whose watchdog could not run.
 
-Run by guard(), as: python -m course_utils.watchdog KERNEL_PID KERNEL_START_TICKS REGISTRY
+Run by guard(), as: python -m course_utils.servers.watchdog KERNEL_PID KERNEL_START_TICKS REGISTRY
 """
 
 from __future__ import annotations
@@ -30,11 +31,9 @@ import threading
 import time
 from pathlib import Path
 
-from .paths import is_short_temp_dir, process_start_ticks
+from ..paths import is_short_temp_dir, process_start_ticks
 
 SHM_DIR = Path("/dev/shm")
-SERVER_MARKERS = ("org.pytorch.serve.ModelServer", "model_service_worker", "tritonserver",
-                  "triton_python_backend_stub")
 SHM_PREFIX = re.compile(r"^course_[0-9a-f]{8}_$")
 _watchdog: subprocess.Popen | None = None
 _lock = threading.Lock()
@@ -75,8 +74,9 @@ def _write(registry: Path, entries: dict[str, dict]) -> None:
     os.replace(fresh, registry)
 
 
-def guard(process_group: int, shm_prefix: str = "", tmp_dir: str | Path = "") -> None:
-    """Register a running server (its process group) to be stopped if this process dies.
+def guard(process_group: int, markers: tuple[str, ...], shm_prefix: str = "", tmp_dir: str | Path = "") -> None:
+    """Register a running server to be stopped if this process dies: its process group, and the
+    command-line markers that tell its processes apart from anything else in that group.
 
     Internal helper: no lesson calls it.
     """
@@ -89,14 +89,14 @@ def guard(process_group: int, shm_prefix: str = "", tmp_dir: str | Path = "") ->
             sweep_orphans()
         registry = registry_path()
         entries = {} if first else _read(registry)   # a new process never inherits a dead one's file
-        entries[str(process_group)] = {"shm_prefix": shm_prefix, "tmp_dir": str(tmp_dir)}
+        entries[str(process_group)] = {"markers": list(markers), "shm_prefix": shm_prefix, "tmp_dir": str(tmp_dir)}
         _write(registry, entries)
         if first or _watchdog.poll() is not None:
             _watchdog = subprocess.Popen(
-                [sys.executable, "-m", "course_utils.watchdog", str(os.getpid()), str(process_start_ticks(os.getpid())),
+                [sys.executable, "-m", "course_utils.servers.watchdog", str(os.getpid()), str(process_start_ticks(os.getpid())),
                  str(registry)],
                 start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1])
+                stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[2])
 
 
 def release(process_group: int) -> None:
@@ -124,11 +124,11 @@ def sweep_orphans() -> list[Path]:
     return swept
 
 
-def _server_processes(group: int) -> list:
-    """The server processes (java, workers, tritonserver, stubs) still in a process group.
+def _server_processes(group: int, markers: list[str]) -> list:
+    """The server processes still in a process group: this user's, with one of `markers` in their command line.
 
     Checking the command line as well as the group means a reused group number never
-    gets an unrelated program killed.
+    gets an unrelated program killed; an entry without markers kills nothing.
     """
     import psutil
 
@@ -136,7 +136,7 @@ def _server_processes(group: int) -> list:
     for process in psutil.process_iter(["cmdline", "uids"]):
         try:
             if (os.getpgid(process.pid) == group and process.info["uids"].real == os.getuid()
-                    and any(m in " ".join(process.info["cmdline"] or []) for m in SERVER_MARKERS)):
+                    and any(m and m in " ".join(process.info["cmdline"] or []) for m in markers)):
                 found.append(process)
         except (ProcessLookupError, psutil.Error, AttributeError):
             continue
@@ -154,7 +154,8 @@ def clean_up(registry: Path) -> None:
     import psutil
 
     entries = _read(registry)
-    servers = [p for group in entries if group.isdigit() for p in _server_processes(int(group))]
+    servers = [p for group, entry in entries.items() if group.isdigit()
+               for p in _server_processes(int(group), [str(m) for m in entry.get("markers", [])])]
     for process in servers:
         with contextlib.suppress(psutil.Error):
             process.terminate()

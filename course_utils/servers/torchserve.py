@@ -17,9 +17,9 @@ module does for you (the lessons show each piece once):
   also when the kernel exits.
 
 With TORCHSERVE_URL set (the GPU docker stack), nothing is started: the archives are
-registered on that server instead, see `course_utils/external_torchserve.py`. Start, stop,
-the registry of running servers and errors that name their cause are the same for every
-server: `course_utils/lifecycle.py`.
+registered on that server instead, see `torchserve_external.py` beside this file. Start, stop,
+readiness, describe(), log_tail(), the registry of running servers and errors that name their
+cause are the same for every server: `lifecycle.py` beside this file.
 """
 
 from __future__ import annotations
@@ -38,12 +38,12 @@ from typing import Any, Callable, Mapping, Sequence
 import psutil
 import requests
 
-from .archiver import archive_contents
-from .external_torchserve import external_torchserve, register_archives, unregister_archives
-from .lifecycle import Server, end_processes, owns_port
-from .paths import REPO_ROOT, RESOURCES_DIR, is_short_temp_dir, replace_symlink, short_temp_dir, socket_path_problem
+from ..archiver import archive_contents
+from ..paths import REPO_ROOT, RESOURCES_DIR, is_short_temp_dir, replace_symlink, short_temp_dir, socket_path_problem
+from ..tools import tool, tool_env
+from .lifecycle import Server, end_processes
 from .ports import LOCALHOST, free_ports, wait_until
-from .tools import tool, tool_env
+from .torchserve_external import external_torchserve, register_archives, unregister_archives
 
 MAX_REQUEST_BYTES = 1_048_576
 
@@ -94,6 +94,9 @@ class TorchServe(Server):
     extra_config: Mapping[str, str] = field(default_factory=dict)
     startup_timeout_s: float = 120.0
     kind = "TorchServe"
+    main_address = "inference"
+    process_markers = ("org.pytorch.serve.ModelServer", "model_service_worker")
+    external_note = "the GPU docker stack: its settings are in docker/torchserve/config.properties"
 
     def __post_init__(self) -> None:
         self.model_store = Path(self.model_store).resolve()
@@ -232,21 +235,15 @@ class TorchServe(Server):
         return tool_env(TMPDIR=tmp, TEMP=tmp, TMP=tmp,
                         LOG_LOCATION=str(self.log_dir), METRICS_LOCATION=str(self.log_dir))
 
-    def describe(self) -> str:
-        """How this server runs: the command line and config.properties, or the external server's address.
-
-        Paths are shortened: <server dir> is work_dir, <model store> the model store, <repo> the course.
-        """
-        if self.external:
-            return (f"using the external TorchServe at {self.inference_url} "
-                    "(the GPU docker stack: its settings are in docker/torchserve/config.properties)")
+    def _launch_description(self) -> str:
+        """The command line and config.properties, with <server dir>, <model store> and <repo> for long paths."""
         text = f"ran: {self.command_line}\n{self.config_path.read_text()}"
         for path, shown in [(self.model_store, "<model store>"), (self.work_dir, "<server dir>"),
                             (REPO_ROOT, "<repo>")]:
             text = text.replace(str(path), shown)
         return text
 
-    # ----- lifecycle (start() and stop() come from lifecycle.Server) -----------------
+    # ----- lifecycle (start(), stop(), describe() and log_tail() come from lifecycle.Server) -----
     def _attach(self) -> None:
         """TORCHSERVE_URL: wait for the external server, then register this lesson's archives on it."""
         self._wait_answers()
@@ -261,11 +258,11 @@ class TorchServe(Server):
             self.wait_model_ready(name, version=version)
 
     def _wait_answers(self) -> None:
-        """Wait for the key file (token auth), then for the management API to answer."""
+        """Wait for the key file (token auth), then for the management API to answer (the base's readiness probe)."""
         if self.token_auth:
             wait_until(self._read_keys, 60, f"the key file {self.key_file}", on_timeout=self.log_tail)
-        wait_until(self._frontend_answers, self.startup_timeout_s, f"TorchServe at {self.inference_url} to answer",
-                   on_timeout=self.log_tail)
+        self._wait_until_answers(f"{self.management_url}/models", self.ports.get("management"), self.startup_timeout_s,
+                                 f"TorchServe at {self.inference_url} to answer", headers=self.headers("management"))
 
     def _launch(self) -> None:
         """Write config.properties into work_dir and run `torchserve --start` there (it returns at once)."""
@@ -324,16 +321,6 @@ class TorchServe(Server):
                       "token": data["API"]["key"]}
         return True
 
-    def _frontend_answers(self) -> bool:
-        self.check()
-        if self.process is not None and not owns_port(self.process.pid, self.ports["management"]):
-            return False   # whatever answers on the port now is not our java (another server?)
-        try:
-            requests.get(f"{self.management_url}/models", headers=self.headers("management"), timeout=5)
-            return True
-        except requests.RequestException:  # not listening yet, or too busy to answer in time
-            return False
-
     def _process_alive(self) -> bool:
         try:
             return self.process is not None and self.process.is_running() and self.process.status() != "zombie"
@@ -341,6 +328,8 @@ class TorchServe(Server):
             return False
 
     def _logs(self) -> list[Path]:
+        if self.external and not self.external["log_dir"]:
+            return []   # the stack's logs: `docker compose logs torchserve`
         return [self.log_dir / name for name in ("launcher.log", "ts_log.log", "model_log.log")]
 
     def _folders(self) -> list[Path]:
@@ -351,12 +340,12 @@ class TorchServe(Server):
 
         Internal helper: no lesson calls it.
         """
-        url = f"{self.management_url}/models/{model}" + (f"/{version}" if version else "")
+        path = f"models/{model}" + (f"/{version}" if version else "")
 
         def ready() -> dict | None:
             self.check()
             try:
-                response = requests.get(url, headers=self.headers("management"), timeout=10)
+                response = self.management_get(path)
             except requests.Timeout:  # a busy machine; ask again until the deadline
                 return None
             if response.status_code != 200:
@@ -366,7 +355,7 @@ class TorchServe(Server):
             return description if "READY" in statuses else None
 
         return wait_until(ready, timeout_s or self.startup_timeout_s, f"a READY worker for model {model!r}",
-                          on_timeout=lambda: self.log_tail("model_log.log"))
+                          on_timeout=lambda: self.log_tail(log="model_log.log"))
 
     def _terminate(self) -> Callable[[], None]:
         """Run `torchserve --stop` without waiting; return the call that waits for java and every worker."""
@@ -423,6 +412,13 @@ class TorchServe(Server):
             raise KeyError(f"unknown API {api!r}; choose 'inference', 'management' or 'token'")
         return self._keys[api]
 
+    def management_get(self, path: str, timeout_s: float = 10) -> requests.Response:
+        """GET a management API path (e.g. "models/churn") with this server's management key.
+
+        Internal helper: no lesson calls it.
+        """
+        return requests.get(f"{self.management_url}/{path}", headers=self.headers("management"), timeout=timeout_s)
+
     def headers(self, api: str) -> dict[str, str]:
         """HTTP headers that authorize a call to the "inference" or "management" API.
 
@@ -439,18 +435,6 @@ class TorchServe(Server):
         except psutil.NoSuchProcess:
             return []
 
-    def log_tail(self, name: str = "ts_log.log", lines: int = 40) -> str:
-        """The last lines of one of this server's logs (ts_log.log, model_log.log, launcher.log)."""
-        if self.external and not self.external["log_dir"]:
-            return f"(external server at {self.inference_url}: read its log, e.g. `docker compose logs torchserve`)"
-        parts = []
-        for log in dict.fromkeys([name, "launcher.log"]):
-            path = self.log_dir / log
-            if path.exists():
-                text = path.read_text(errors="replace").splitlines()[-lines:]
-                parts.append(f"--- last lines of {path} ---\n" + "\n".join(text))
-        return "\n".join(parts) or f"(no logs in {self.log_dir} yet)"
-
 
 def wait_for_workers(server: TorchServe, model: str, count: int, timeout_s: float = 60) -> list[dict]:
     """Wait until `model` has exactly `count` workers and all are READY (after a scale call).
@@ -458,12 +442,11 @@ def wait_for_workers(server: TorchServe, model: str, count: int, timeout_s: floa
     Introduced in 01_torchserve_architecture.
     """
     def settled() -> list[dict] | None:
-        workers = requests.get(f"{server.management_url}/models/{model}", headers=server.headers("management"),
-                               timeout=5).json()[0]["workers"]
+        workers = server.management_get(f"models/{model}", timeout_s=5).json()[0]["workers"]
         return workers if len(workers) == count and all(w["status"] == "READY" for w in workers) else None
 
     return wait_until(settled, timeout_s, f"{count} READY workers for {model!r}",
-                      on_timeout=lambda: server.log_tail("model_log.log"))
+                      on_timeout=lambda: server.log_tail(log="model_log.log"))
 
 
 def logged_batch_sizes(server: TorchServe, model: str) -> list[int]:

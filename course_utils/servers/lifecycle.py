@@ -7,15 +7,18 @@ as the GPU docker stack). `Server` holds what both servers and both places share
 * start(): the server is registered as running, then launched (`_launch`) or attached to
   (`_attach`), then its models are loaded (`_load_models`); if anything fails it is stopped
   again, so a failed start leaves nothing behind. Before a launch the disk must have room;
-* readiness proves the answering process is the server's own: `owns_port()`;
-* a launched server's process group is guarded by the watchdog (`course_utils/watchdog.py`),
+* readiness, one probe for every server (`_wait_until_answers`): a GET gets HTTP 200 from a
+  process that is the server's own (`owns_port()`), and a refused key is named at once;
+* a launched server's process group is guarded by the watchdog (`watchdog.py` here),
   so it never outlives this kernel, even after `kill -9`;
 * stop() = begin_stop() then wait; `stop_servers()` begins every stop first and then waits,
   so several servers stop in seconds in all, within Jupyter's 2.5 s shutdown grace where they can;
 * errors that name their cause: `problem()` tells a dead process or a full disk within
   seconds, during a start and, in Jupyter, after any cell that fails talking to a server;
-* the registry of this kernel's running servers: `running()`, `stop_servers_in()` (work_dir()
-  stops the servers of a folder before emptying it) and `stop_all()` at interpreter exit.
+* `describe()` and `log_tail()`, the same on every server;
+* the registry of this kernel's running servers: `running()`, `stop_servers_in()` (registered
+  with `paths.before_emptying`, so work_dir() stops the servers of a folder before emptying it)
+  and `stop_all()` at interpreter exit.
 """
 
 from __future__ import annotations
@@ -27,10 +30,13 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import psutil
+import requests
 
+from ..paths import before_emptying
+from .ports import wait_until
 from .watchdog import guard, release
 
 MIN_FREE_TO_START = 64 * 2**20   # keys, logs, unpacked models
@@ -40,19 +46,25 @@ _RUNNING: list["Server"] = []
 
 
 class Server:
-    """What TorchServe and TritonServer share: start, readiness, stop, health, and the registry.
+    """What every server shares: start, readiness, stop, health, describe(), log_tail(), and the registry.
 
     A subclass says how to launch its server here (`_launch`, `_terminate`), how to use one
     that runs elsewhere (`_attach`, `_detach`), what to load (`_load_models`), which
-    process and logs are its own (`_process_alive`, `_logs`) and which folders it writes (`_folders`).
+    process and logs are its own (`process`, `_process_alive`, `_logs`), how it was started
+    (`_launch_description`) and which folders it writes (`_folders`).
     `external` holds the addresses of a server named in the environment, or None.
 
-    Internal helper: the lessons use TorchServe and TritonServer, which build on it.
+    The lessons use TorchServe and TritonServer, which build on it. Internal helper: no lesson calls it.
     """
 
     kind = "server"
     work_dir: Path
     external: dict[str, str] | None = None
+    addresses: dict[str, str]
+    process: Any = None                        # the launched process (psutil.Process or Popen), or None
+    main_address = ""                          # the key in `addresses` that describe() names
+    external_note = ""                         # where an external server's settings and logs are
+    process_markers: tuple[str, ...] = ()      # command-line parts that name this server's processes (watchdog)
     _group: int | None = None                  # the launched process group the watchdog guards
     _log_starts: dict[Path, int] | None = None   # log sizes at launch: only newer lines count
 
@@ -80,16 +92,42 @@ class Server:
         return None
 
     def _logs(self) -> list[Path]:
+        """This server's log files ([] for an external server whose logs this machine cannot read)."""
+        raise NotImplementedError
+
+    def _launch_description(self) -> str:
         raise NotImplementedError
 
     def _folders(self) -> list[Path]:
         return [self.work_dir]
 
-    def log_tail(self, *args: Any, **kwargs: Any) -> str:
-        raise NotImplementedError
-
+    # ----- what every server shows --------------------------------------------------------
     def describe(self) -> str:
-        raise NotImplementedError
+        """How this server runs: the command it was started with (and its settings), or the external server's address.
+
+        Introduced in 01_torchserve_architecture.
+        """
+        if self.external:
+            return f"using the external {self.kind} at {self.addresses[self.main_address]} ({self.external_note})"
+        return self._launch_description()
+
+    def log_tail(self, grep: str = "", lines: int = 40, log: str = "") -> str:
+        """The last `lines` lines of this server's logs (only those containing `grep`); `log` names one log file.
+
+        Introduced in 04_triton.
+        """
+        logs = self._logs()
+        if not logs:
+            return f"(the external {self.kind} at {self.addresses[self.main_address]}: {self.external_note})"
+        chosen = [path for path in logs if path.name == log] if log else logs
+        if not chosen:
+            raise ValueError(f"{self.kind} has no log named {log!r}; its logs are {[path.name for path in logs]}")
+        parts = []
+        for path in chosen:
+            if path.exists():
+                text = [line for line in path.read_text(errors="replace").splitlines() if grep in line][-lines:]
+                parts.append(f"--- last lines of {path.name} ---\n" + "\n".join(text))
+        return "\n".join(parts) or f"(no logs in {chosen[0].parent} yet)"
 
     # ----- start and stop ---------------------------------------------------------------
     def start(self) -> Any:
@@ -137,9 +175,32 @@ class Server:
         return finish
 
     def _guard(self, process_group: int, **leftovers: Any) -> None:
-        """Register the launched process group: the watchdog stops it if this kernel dies."""
+        """Register the launched process group: the watchdog stops its `process_markers` processes if this kernel dies."""
         self._group = process_group
-        guard(process_group, **leftovers)
+        guard(process_group, self.process_markers, **leftovers)
+
+    def _wait_until_answers(self, url: str, port: int | None, timeout_s: float, what: str,
+                            headers: Mapping[str, str] | None = None) -> None:
+        """Readiness, for every server: wait until a GET of `url` gets HTTP 200 from this server's own process.
+
+        While the launched process does not itself hold `port`, an answer is not ours (another
+        server that holds the port). A refused key (401/403) is not worth waiting for: it is raised at once.
+        """
+        def answers() -> bool:
+            self.check()
+            pid = getattr(self.process, "pid", None)
+            if pid is not None and port is not None and not owns_port(pid, port):
+                return False
+            try:
+                response = requests.get(url, headers=dict(headers or {}), timeout=5)
+            except requests.RequestException:   # not listening yet, or too busy to answer in time
+                return False
+            if response.status_code in (401, 403):
+                raise PermissionError(f"{self.kind} at {url} refused this key (HTTP {response.status_code}: "
+                                      f"{response.text.strip()[:200]}); is the key file the server's own?")
+            return response.status_code == 200
+
+        wait_until(answers, timeout_s, what, on_timeout=self.log_tail)
 
     def __enter__(self) -> Any:
         return self.start()
@@ -218,6 +279,7 @@ def stop_all() -> None:
 
 
 atexit.register(stop_all)
+before_emptying(stop_servers_in)   # work_dir(clean=True) never deletes the folder of a live server
 
 
 # ----- processes ------------------------------------------------------------------------------

@@ -15,16 +15,10 @@ Embedded mode (the default): the `tritonserver` 2.51 binary that the PyPI wheel
 * readiness with a timeout whose error quotes the model's load error from the log;
 * stop: clients closed, SIGTERM, stub processes and this server's /dev/shm regions gone.
 
-External mode: set the environment variable TRITON_URL (HTTP, e.g. `localhost:8000`)
-and optionally TRITON_GRPC_URL (default: HTTP port + 1) and TRITON_METRICS_URL
-(default: HTTP port + 2). Then start()/stop() launch nothing, and the same notebook
-talks to that server (the GPU docker stack). With TRITON_REPOSITORY set to the external
-server's model repository (a folder this machine can write; the stack mounts work/),
-load() first copies the model folder the notebook wrote into it, unchanged: the real
-onnxruntime, pytorch and TensorRT backends serve it as written.
-
-Start, stop, the registry of running servers and errors that name their cause are the same
-for every server: `course_utils/lifecycle.py`.
+External mode: with TRITON_URL set (the GPU docker stack), nothing is launched and the same
+notebook talks to that server: see `triton_external.py` beside this file. Start, stop,
+readiness, describe(), log_tail(), the registry of running servers and errors that name their
+cause are the same for every server: `lifecycle.py` beside this file.
 """
 
 from __future__ import annotations
@@ -33,7 +27,6 @@ import contextlib
 import os
 import secrets
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -47,12 +40,12 @@ from typing import Any, Callable, Sequence
 import psutil
 import requests
 
-from .lifecycle import Server, address_from_env, check_free_space, children_of, end_processes, owns_port
-from .paths import replace_symlink
+from ..paths import replace_symlink
+from ..tools import tool_env
+from .lifecycle import Server, check_free_space, children_of, end_processes
 from .ports import LOCALHOST, free_ports, wait_until
-from .tools import tool_env
-
-TRITON_URL_ENV = "TRITON_URL"
+from .triton_external import copy_model_as_written, external_triton
+from .triton_serving_copy import serving_copy
 # Triton's restricted APIs: these need the header CONTROL_HEADER with this server's key.
 CONTROL_HEADER = "triton-control-key"
 RESTRICTED_APIS = "model-repository,shared-memory,logging,trace"
@@ -108,21 +101,6 @@ def _triton_env() -> dict[str, str]:
     return tool_env(LD_LIBRARY_PATH=os.pathsep.join(p for p in [libdir, previous] if p))
 
 
-def _external_triton_urls() -> dict[str, str] | None:
-    """HTTP, gRPC and metrics addresses of an external server from TRITON_URL, or None."""
-    address = address_from_env(TRITON_URL_ENV, "localhost:8000", scheme_required=False)
-    if address is None:
-        return None
-    _, host, port = address
-    metrics = os.environ.get("TRITON_METRICS_URL", f"{host}:{port + 2}")
-    repository = os.environ.get("TRITON_REPOSITORY", "").strip()
-    if repository and not Path(repository).is_dir():
-        raise ValueError(f"TRITON_REPOSITORY={repository!r} is not a folder: set it to the external server's "
-                         "--model-repository as this machine sees it, or unset it")
-    return {"http": f"{host}:{port}", "grpc": os.environ.get("TRITON_GRPC_URL", f"{host}:{port + 1}"),
-            "metrics": metrics.split("://", 1)[-1].rstrip("/"), "repository": repository}
-
-
 @dataclass(eq=False)
 class TritonServer(Server):
     """A real tritonserver on 127.0.0.1 (or the external server named by TRITON_URL).
@@ -140,6 +118,9 @@ class TritonServer(Server):
     extra_args: Sequence[str] = ()
     process: subprocess.Popen | None = field(default=None, init=False, repr=False)
     kind = "Triton"
+    main_address = "http"
+    process_markers = ("tritonserver", "triton_python_backend_stub")
+    external_note = "the GPU docker stack: its command line is in docker/compose.yaml; `docker compose logs triton`"
 
     def __post_init__(self) -> None:
         self.repository = Path(self.repository).resolve()
@@ -147,19 +128,16 @@ class TritonServer(Server):
         if not self.repository.is_dir():
             raise FileNotFoundError(f"model repository {self.repository} does not exist; create it and "
                                     "write a model folder (config.pbtxt + 1/) into it")
-        self.external = _external_triton_urls()
+        self.external = external_triton(self.repository)   # TRITON_URL set: use that server, start nothing
         self.ports: dict[str, int] = {}
         # host:port of each endpoint: the external server's, or (once launched) our ports.
         self.addresses: dict[str, str] = dict(self.external or {})
-        if self.external and not self.external["repository"]:
-            self.addresses["repository"] = str(self.repository)   # it reads the repository you write
         self.adaptations: list[str] = []
         self._shm_prefix = f"course_{uuid.uuid4().hex[:8]}_"
         self._clients: list[Any] = []
-        # The key for load/unload, the repository index, logging, trace and shared memory. An
-        # external server (the docker stack) gets its key from TRITON_CONTROL_KEY.
-        self.control_key = (os.environ.get("TRITON_CONTROL_KEY", "") if self.external
-                            else secrets.token_urlsafe(24))
+        # The key for load/unload, the repository index, logging, trace and shared memory
+        # (an external server's comes from TRITON_CONTROL_KEY).
+        self.control_key = self.external["control_key"] if self.external else secrets.token_urlsafe(24)
 
     # ----- addresses (tritonclient takes host:port, no scheme) --------------------------
     @property
@@ -220,16 +198,12 @@ class TritonServer(Server):
             return {}
         return {("triton-grpc-protocol-" if grpc else "") + CONTROL_HEADER: self.control_key}
 
-    def describe(self) -> str:
-        """How this server runs: its command line, or the external server's address."""
-        if self.external:
-            return (f"using the external Triton at {self.http_url} "
-                    "(the GPU docker stack: its command line is in docker/compose.yaml)")
+    def _launch_description(self) -> str:
         return self.command_line.replace(" --", " \\\n    --")
 
-    # ----- lifecycle (start() and stop() come from lifecycle.Server) -----------------------
+    # ----- lifecycle (start(), stop(), describe() and log_tail() come from lifecycle.Server) -----
     def _attach(self) -> None:
-        wait_until(self._live, 30, f"the external Triton server at {self.http_url} (TRITON_URL)")
+        self._wait_until_live(30, f"the external Triton server at {self.http_url} (TRITON_URL)")
 
     def _detach(self) -> Callable[[], None]:
         return lambda: None   # the external server keeps running; clients are closed in begin_stop()
@@ -257,11 +231,9 @@ class TritonServer(Server):
                                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         # tritonserver leads its own process group, with its stubs: stopped if this kernel dies.
         self._guard(self.process.pid, shm_prefix=self._shm_prefix)
-        wait_until(self._live, self.startup_timeout_s, "tritonserver to answer on HTTP", on_timeout=self.log_tail)
+        self._wait_until_live(self.startup_timeout_s, "tritonserver to answer on HTTP")
 
     def _sync_repository(self, model: str | None = None, gpu_available: bool = False) -> None:
-        from .model_repository import serving_copy
-
         new = [n for n in serving_copy(self.repository, self.served_repository, model=model,
                                        gpu_available=gpu_available)
                if n not in self.adaptations]
@@ -269,14 +241,9 @@ class TritonServer(Server):
         with open(self.work_dir / "adaptations.log", "a") as log:
             log.write("".join(f"{n}\n" for n in new))
 
-    def _live(self) -> bool:
-        self.check()
-        if self.process is not None and not owns_port(self.process.pid, self.ports["http"]):
-            return False   # whatever answers on the port now is not this process (another server?)
-        try:
-            return requests.get(f"http://{self.http_url}/v2/health/live", timeout=5).status_code == 200
-        except requests.RequestException:  # not listening yet, or too busy to answer in time
-            return False
+    def _wait_until_live(self, timeout_s: float, what: str) -> None:
+        """Triton is ready to take load requests once /v2/health/live answers (the base's readiness probe)."""
+        self._wait_until_answers(f"http://{self.http_url}/v2/health/live", self.ports.get("http"), timeout_s, what)
 
     def _process_alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -285,18 +252,10 @@ class TritonServer(Server):
         return None if self.process is None else self.process.poll()
 
     def _logs(self) -> list[Path]:
-        return [self.log_path]
-
-
-    def stop(self) -> None:
-        """Close clients, stop tritonserver (SIGTERM, then kill), remove its stubs and shm regions.
-
-        Introduced in 04_triton.
-        """
-        super().stop()
+        return [] if self.external else [self.log_path]
 
     def begin_stop(self) -> Callable[[], None]:
-        """Close the clients, then stop as every server does (lifecycle.Server.begin_stop)."""
+        """Close the clients, then stop as every server does: SIGTERM, then its stubs and shm regions gone."""
         for client in self._clients:
             try:
                 client.close()
@@ -384,19 +343,15 @@ class TritonServer(Server):
         if not self.external:
             self._sync_repository(model, gpu_available=gpu_available)
             return
-        if self.served_repository == self.repository:
-            return   # the external server reads the repository you wrote directly
-        source = self.repository / model
-        if not (source / "config.pbtxt").is_file():
-            raise ModelLoadError(f"{source} has no config.pbtxt; write the model folder before loading it")
-        target = self.served_repository / model
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(source, target, symlinks=False)
+        try:
+            copy_model_as_written(self.repository, self.served_repository, model)
+        except FileNotFoundError as error:
+            raise ModelLoadError(str(error)) from None
 
     def unload(self, model: str) -> None:
         """Unload `model` (explicit model control) and wait until it is no longer ready.
 
-        Introduced in 04_triton.
+        Lesson 04 shows tritonclient's unload_model instead. Internal helper: no lesson calls it.
         """
         response = requests.post(f"http://{self.http_url}/v2/repository/models/{model}/unload", timeout=30,
                                  headers=self.control_headers())
@@ -487,13 +442,3 @@ class TritonServer(Server):
         client = grpcclient.InferenceServerClient(url=self.grpc_url)
         self._clients.append(client)
         return client
-
-    def log_tail(self, grep: str = "", lines: int = 30) -> str:
-        """The last lines of tritonserver.log, only those containing `grep` if given."""
-        if self.external:
-            return "(external server: see its own log)"
-        if not self.log_path.exists():
-            return f"(no log at {self.log_path} yet)"
-        text = [line for line in self.log_path.read_text(errors="replace").splitlines() if grep in line]
-        return f"--- last lines of {self.log_path.name} ---\n" + "\n".join(text[-lines:])
-
