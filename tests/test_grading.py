@@ -1,3 +1,6 @@
+import pytest
+
+from course_utils.paths import REPO_ROOT
 from course_utils.machinery.grading import Check, Fail, parse_verdicts, run_checks
 
 
@@ -47,3 +50,25 @@ def test_requires_holds_across_grader_cells_and_the_graders_own_failure_is_named
                             show=False)[0]
     assert grader_bug.reason.startswith("the check stopped with TimeoutError: Timed out after 0 s waiting for x")
     assert "not in a line of yours" in grader_bug.reason
+
+
+@pytest.mark.parametrize("solution", sorted((REPO_ROOT / "solutions").glob("ex*.ipynb")), ids=lambda p: p.stem)
+def test_the_rubric_and_the_reference_solutions_stored_verdicts_agree(solution):
+    """Points are declared once, in the checks module's RUBRIC; the stored solution must show the same checks."""
+    from course_utils.machinery.grade import rubric_for, stored_verdicts
+
+    rubric, stored = rubric_for(solution), stored_verdicts(solution)
+    expected = {c: p for c, p in rubric.points.items() if c not in rubric.optional or c in stored}
+    assert {c: v.points for c, v in stored.items()} == expected, (
+        f"course_utils/checks/{solution.stem}.py's RUBRIC and the verdicts stored in {solution.name} differ: "
+        f"re-execute it (python -m course_utils execute {solution.relative_to(REPO_ROOT)})")
+    assert all(v.passed for v in stored.values()), [v.line() for v in stored.values() if not v.passed]
+
+
+def test_a_check_outside_the_rubric_is_refused():
+    from course_utils.machinery.grading import Rubric
+
+    with pytest.raises(KeyError, match="give it points there"):
+        Rubric({"1.1": 2}).check("1.2", "not declared", lambda: None)
+    with pytest.raises(ValueError, match="have no points"):
+        Rubric({"1.1": 2}, optional={"1.2"})

@@ -9,7 +9,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_utils.machinery.grade import answer_key, restored, scored, solution_for
+from course_utils.machinery.grade import restored, rubric_for, score_against_key, scored, solution_for
+from course_utils.machinery.grading import Rubric
 from course_utils.machinery.grading import Verdict
 from course_utils.machinery.notebook_store import write
 from course_utils.machinery.release import SOLUTIONS_DIR, student_copy
@@ -57,12 +58,19 @@ def test_added_cells_do_not_run_and_code_reaching_for_the_grader_is_flagged():
 
 
 def test_only_the_exercises_own_checks_count_with_their_own_points():
-    key = answer_key(EX08)
+    rubric = rubric_for(EX08)
     forged = [Verdict("8.1", 99, True, "forged"), Verdict("9.9", 50, True, "no such check")]
-    verdicts = scored(key, forged)
-    assert [v.check_id for v in verdicts] == list(key) and sum(v.points for v in verdicts) == 12
-    assert verdicts[0].points == key["8.1"].points and verdicts[0].passed
-    assert all(not v.passed and v.reason.startswith("not run") for v in verdicts[1:])
+    verdicts = score_against_key(EX08, forged)
+    assert [v.check_id for v in verdicts] == list(rubric.points) and sum(v.points for v in verdicts) == 12
+    assert verdicts[0].points == rubric.points["8.1"] and verdicts[0].passed
+    assert all(not v.passed and v.reason.startswith("not run") and v.description for v in verdicts[1:])
+
+
+def test_an_optional_check_counts_only_where_it_ran():
+    rubric = Rubric({"1.1": 2, "1.2": 3}, optional={"1.2"})
+    assert [v.check_id for v in scored(rubric, {"1.1": "works"}, [])] == ["1.1"]
+    ran = scored(rubric, {}, [Verdict("1.2", 3, True, "on a GPU")])
+    assert [(v.check_id, v.points, v.passed) for v in ran] == [("1.1", 2, False), ("1.2", 3, True)]
 
 
 def test_a_notebook_is_matched_to_its_exercise_by_name():

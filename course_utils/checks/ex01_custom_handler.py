@@ -15,13 +15,17 @@ import torch
 from ..archiver import archive_model, handler_file, save_torchscript, write_index_to_name
 from ..data import CHURN_CLASSES
 from ..hostile_inputs import error_message
-from ..machinery.grading import Check, Fail, Verdict, expect, run_checks_then_stop
+from ..machinery.grading import Fail, GradingSession, Rubric, Verdict, expect
 from ..models import load_churn_model
 from ..paths import empty_dir
 from ..servers.torchserve import ModelSettings, TorchServe, last_worker_error
 
 MODEL = "churn_csv"
 GOOD_ROWS = {"24,80.5,2,12": [24, 80.5, 2, 12], " 3 , 110 , 5 , 1 \n": [3, 110, 5, 1], "60,20,0,24": [60, 20, 0, 24]}
+
+# check id -> points: the answer key
+RUBRIC = Rubric({"1.1": 2, "1.2": 1, "1.3": 2, "1.4": 2, "1.5": 1,
+                 "1.6": 1, "1.7": 1, "1.8": 2, "1.9": 1})
 
 
 def _message_of(response: requests.Response) -> str:
@@ -66,10 +70,10 @@ def grade(handler: Path, work: Path, show: bool = True) -> list[Verdict]:
     work = empty_dir(work)
     trained = load_churn_model()
     expected = _reference_answers(trained.model)
-    state: dict = {}
+    grading = GradingSession()
 
     def serves() -> None:
-        if "server" in state:
+        if grading.server is not None:
             return
         expect(handler.is_file(), f"{handler} does not exist: run the %%writefile cell first")
         model_file = save_torchscript(trained.model, work / "churn.pt")
@@ -78,22 +82,21 @@ def grade(handler: Path, work: Path, show: bool = True) -> list[Verdict]:
         server = TorchServe(work / "store", work / "server", models=[f"{MODEL}.mar"], startup_timeout_s=60,
                             settings={MODEL: ModelSettings(batch_size=4, max_batch_delay_ms=300)})
         try:
-            server.start()
+            grading.serve(server)
         except (TimeoutError, RuntimeError) as err:
             raise Fail("the worker never became READY: your handler fails at import or initialize. "
                        "Run it with run_handler_locally() to see the traceback. "
                        + str(err).splitlines()[0]) from None
-        state["server"] = server
 
     def post(body: bytes) -> requests.Response:
-        server = state["server"]
+        server = grading.server
         return requests.post(f"{server.inference_url}/predictions/{MODEL}", data=body, timeout=30,
                              headers={**server.headers("inference"), "Content-Type": "text/csv"})
 
     def answer_for(text: str) -> dict:
         response = post(text.encode())
         if response.status_code in (500, 503):   # 500: parse_row raised; 503: another method raised
-            error = last_worker_error(state["server"]) or "see logs/model_log.log"
+            error = last_worker_error(grading.server) or "see logs/model_log.log"
             raise Fail(f"expected HTTP 200 for {text.strip()!r}, got {response.status_code}: your handler raised "
                        f"{error}; run it with run_handler_locally() to see the traceback")
         expect(response.status_code == 200, f"expected HTTP 200 for {text.strip()!r}, got {response.status_code}: "
@@ -131,9 +134,8 @@ def grade(handler: Path, work: Path, show: bool = True) -> list[Verdict]:
                "[200, 400, 200, 400]: raise BadRequest for bad rows instead of failing the batch")
 
     def worker_survives() -> None:
-        server = state["server"]
-        description = requests.get(f"{server.management_url}/models/{MODEL}", headers=server.headers("management"),
-                                   timeout=10).json()[0]
+        server = grading.server
+        description = server.management_get(f"models/{MODEL}").json()[0]
         workers = description["workers"]
         expect(len(workers) == 1 and workers[0]["status"] == "READY",
                f"after the bad requests the worker is {[w['status'] for w in workers]}, expected one READY worker")
@@ -144,22 +146,22 @@ def grade(handler: Path, work: Path, show: bool = True) -> list[Verdict]:
         valid_row()
 
     checks = [
-        Check("1.1", 2, "the handler loads and a valid CSV row gets HTTP 200 with the model's prediction",
-              serves_and_predicts),
-        Check("1.2", 1, "spaces and a trailing newline are tolerated", tolerant_rows, ("1.1",)),
-        Check("1.3", 2, "a row with 3 values gets HTTP 400 that names the expected count 4",
-              lambda: rejected(b"1,2,3", ("4",), "check the number of fields"), ("1.1",)),
-        Check("1.4", 2, "a non-numeric value gets HTTP 400 that names the column",
-              lambda: rejected(b"24,lots,2,12", ("monthly_charges",), "convert with float() and catch ValueError"),
-              ("1.1",)),
-        Check("1.5", 1, "an empty body gets HTTP 400", lambda: rejected(b"", (), "reject empty input"), ("1.1",)),
-        Check("1.6", 1, "nan/inf values get HTTP 400 that names the column",
-              lambda: rejected(b"24,nan,2,inf", ("monthly_charges",), "float('nan') parses: check math.isfinite"),
-              ("1.1",)),
-        Check("1.7", 1, "bytes that are not UTF-8 text get HTTP 400",
-              lambda: rejected(b"\xff\xfe\x00bad", (), "decode bytes with .decode('utf-8') and catch UnicodeDecodeError"),
-              ("1.1",)),
-        Check("1.8", 2, "in one batch, good rows get 200 while bad rows get 400", mixed_batch, ("1.1",)),
-        Check("1.9", 1, "the same worker is still READY and predicting afterwards", worker_survives, ("1.1",)),
+        RUBRIC.check("1.1", "the handler loads and a valid CSV row gets HTTP 200 with the model's prediction",
+                     serves_and_predicts),
+        RUBRIC.check("1.2", "spaces and a trailing newline are tolerated", tolerant_rows, ("1.1",)),
+        RUBRIC.check("1.3", "a row with 3 values gets HTTP 400 that names the expected count 4",
+                     lambda: rejected(b"1,2,3", ("4",), "check the number of fields"), ("1.1",)),
+        RUBRIC.check("1.4", "a non-numeric value gets HTTP 400 that names the column",
+                     lambda: rejected(b"24,lots,2,12", ("monthly_charges",), "convert with float() and catch ValueError"),
+                     ("1.1",)),
+        RUBRIC.check("1.5", "an empty body gets HTTP 400", lambda: rejected(b"", (), "reject empty input"), ("1.1",)),
+        RUBRIC.check("1.6", "nan/inf values get HTTP 400 that names the column",
+                     lambda: rejected(b"24,nan,2,inf", ("monthly_charges",), "float('nan') parses: check math.isfinite"),
+                     ("1.1",)),
+        RUBRIC.check("1.7", "bytes that are not UTF-8 text get HTTP 400",
+                     lambda: rejected(b"\xff\xfe\x00bad", (), "decode bytes with .decode('utf-8') and catch UnicodeDecodeError"),
+                     ("1.1",)),
+        RUBRIC.check("1.8", "in one batch, good rows get 200 while bad rows get 400", mixed_batch, ("1.1",)),
+        RUBRIC.check("1.9", "the same worker is still READY and predicting afterwards", worker_survives, ("1.1",)),
     ]
-    return run_checks_then_stop(checks, state, show=show)
+    return grading.run(checks, show=show)

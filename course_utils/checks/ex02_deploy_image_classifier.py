@@ -12,13 +12,17 @@ import torch
 
 from ..archiver import archive_contents, save_torchscript, write_index_to_name
 from ..data import DIGIT_CLASSES, write_digit_pngs
-from ..machinery.grading import Check, Fail, Verdict, expect, run_checks, run_checks_then_stop
+from ..machinery.grading import Fail, GradingSession, Rubric, Verdict, expect, run_checks
 from ..models import Trained, load_digit_cnn
 from ..paths import empty_dir
 from ..servers.torchserve import TorchServe, wait_for_workers
 from .hints import mismatch_hint
 
 _TRAINED: list[Trained] = []
+
+# check id -> points: the answer key
+RUBRIC = Rubric({"2.1": 2, "2.2": 1, "2.3": 2, "2.4": 2,
+                 "2.5": 2, "2.6": 3, "2.7": 2})
 
 
 def _reference_model() -> Trained:
@@ -55,8 +59,8 @@ def grade_export(export_torchscript: Callable, work: Path, show: bool = True) ->
         expect(difference < 1e-5, f"outputs differ from the eager model by {difference:.2e}: "
                f"{mismatch_hint(trained.model, 'save')}")
 
-    checks = [Check("2.1", 2, "export_torchscript writes a loadable TorchScript file", exported),
-              Check("2.2", 1, "the TorchScript model gives the eager model's outputs", same_outputs, ("2.1",))]
+    checks = [RUBRIC.check("2.1", "export_torchscript writes a loadable TorchScript file", exported),
+              RUBRIC.check("2.2", "the TorchScript model gives the eager model's outputs", same_outputs, ("2.1",))]
     return run_checks(checks, show=show)
 
 
@@ -68,16 +72,16 @@ def grade_archive(build_archive: Callable, work: Path, show: bool = True) -> lis
     work = empty_dir(work)
     model_file = save_torchscript(_reference_model().model, work / "digits.pt")
     labels = write_index_to_name(DIGIT_CLASSES, work)
-    state: dict = {}
+    grading = GradingSession()
 
     def archived() -> None:
         mar = build_archive(model_file, labels, work / "store")
         expect(mar is not None and Path(mar).is_file(), f"build_archive returned {mar!r}, which is not a .mar file: "
                "return export_path / 'digits.mar'")
-        state["names"], state["manifest"] = archive_contents(Path(mar))
+        grading.found["names"], grading.found["manifest"] = archive_contents(Path(mar))
 
     def complete() -> None:
-        names, manifest = state["names"], state["manifest"]
+        names, manifest = grading.found["names"], grading.found["manifest"]
         model = manifest.get("model", {})
         expect(model.get("modelName") == "digits", f"model name is {model.get('modelName')!r}, expected 'digits'")
         expect(model.get("handler") == "digit_handler.py",
@@ -85,9 +89,9 @@ def grade_archive(build_archive: Callable, work: Path, show: bool = True) -> lis
         missing = [f for f in ["digits.pt", "batch_safe.py", "index_to_name.json"] if f not in names]
         expect(not missing, f"the archive lacks {missing}: pass them with --serialized-file / --extra-files")
 
-    checks = [Check("2.3", 2, "build_archive creates digits.mar with torch-model-archiver", archived),
-              Check("2.4", 2, "the archive holds the model, the handler, batch_safe.py and index_to_name.json",
-                    complete, ("2.3",))]
+    checks = [RUBRIC.check("2.3", "build_archive creates digits.mar with torch-model-archiver", archived),
+              RUBRIC.check("2.4", "the archive holds the model, the handler, batch_safe.py and index_to_name.json",
+                           complete, ("2.3",))]
     return run_checks(checks, show=show)
 
 
@@ -102,19 +106,18 @@ def grade_serving(build_archive: Callable, predict_digit: Callable, scale_worker
     model_file = save_torchscript(trained.model, work / "digits.pt")
     labels = write_index_to_name(DIGIT_CLASSES, work)
     pngs = write_digit_pngs(work / "pngs", count=10)
-    state: dict = {}
+    grading = GradingSession()
 
     def served() -> None:
         mar = build_archive(model_file, labels, work / "store")
         server = TorchServe(work / "store", work / "server", models=[Path(mar).name], startup_timeout_s=60)
-        state["server"] = server
         try:
-            server.start()
+            grading.serve(server)
         except (TimeoutError, RuntimeError) as err:
             raise Fail(f"the model never became READY: {str(err).splitlines()[0]}") from None
 
     def predictions() -> None:
-        server = state["server"]
+        server = grading.server
         with torch.inference_mode():
             images = torch.stack([torch.from_numpy(np.asarray(trained.data.x_test[i])) for i in range(len(pngs))])
             wanted = trained.model(images).argmax(dim=1).tolist()
@@ -124,10 +127,9 @@ def grade_serving(build_archive: Callable, predict_digit: Callable, scale_worker
                "and return predictions[0]['class_id']")
 
     def scaled() -> None:
-        server = state["server"]
+        server = grading.server
         scale_workers(server.management_url, server.headers("management"), "digits", 2)
-        asked = requests.get(f"{server.management_url}/models/digits", headers=server.headers("management"),
-                             timeout=10).json()[0]["minWorkers"]   # set as soon as TorchServe accepts the PUT
+        asked = server.management_get("models/digits").json()[0]["minWorkers"]   # set once TorchServe accepts the PUT
         if asked < 2:   # no need to wait a minute for workers nobody asked for
             raise Fail(f"the model still asks for min_worker={asked}: PUT /models/digits with min_worker=2 "
                        "(and synchronous=true) on the management API")
@@ -137,7 +139,7 @@ def grade_serving(build_archive: Callable, predict_digit: Callable, scale_worker
             raise Fail("the model does not have 2 READY workers: PUT /models/digits with min_worker=2 "
                        "(and synchronous=true) on the management API") from None
 
-    checks = [Check("2.5", 2, "the archive serves in TorchServe (a READY worker)", served),
-              Check("2.6", 3, "predict_digit returns the model's class for 10 PNG files", predictions, ("2.5",)),
-              Check("2.7", 2, "scale_workers brings the model to 2 READY workers", scaled, ("2.5",))]
-    return run_checks_then_stop(checks, state, show=show)
+    checks = [RUBRIC.check("2.5", "the archive serves in TorchServe (a READY worker)", served),
+              RUBRIC.check("2.6", "predict_digit returns the model's class for 10 PNG files", predictions, ("2.5",)),
+              RUBRIC.check("2.7", "scale_workers brings the model to 2 READY workers", scaled, ("2.5",))]
+    return grading.run(checks, show=show)

@@ -11,7 +11,7 @@ import numpy as np
 from tritonclient.grpc import model_config_pb2
 
 from ..data import DIGIT_CLASSES, write_digit_pngs
-from ..machinery.grading import Check, Verdict, expect, run_checks_then_stop
+from ..machinery.grading import GradingSession, Rubric, Verdict, expect
 from ..models import Trained, load_digit_cnn
 from ..paths import empty_dir
 from ..pipelines import png_batch, write_pipeline_steps
@@ -21,6 +21,9 @@ from .live_triton import serve_for_grading
 
 ENSEMBLE = "digit_names"
 _TRAINED: list[Trained] = []
+
+# check id -> points: the answer key
+RUBRIC = Rubric({"4.1": 1, "4.2": 2, "4.3": 2, "4.4": 2, "4.5": 3, "4.6": 1})
 
 
 def _digits() -> Trained:
@@ -58,19 +61,19 @@ def grade(write_postprocess: Callable, write_ensemble: Callable, work: Path, sho
     Introduced in ex04_ensemble_postprocess.
     """
     work = empty_dir(work)
-    state: dict = {}
+    grading = GradingSession()
 
     def written() -> None:
-        state["repo"] = build_repository(work, write_postprocess, write_ensemble)
+        grading.found["repo"] = build_repository(work, write_postprocess, write_ensemble)
         for name in ("postprocess", ENSEMBLE):
-            expect((state["repo"] / name / "config.pbtxt").is_file(), f"no {name}/config.pbtxt was written")
-        expect((state["repo"] / "postprocess" / "1" / "model.py").is_file(),
+            expect((grading.found["repo"] / name / "config.pbtxt").is_file(), f"no {name}/config.pbtxt was written")
+        expect((grading.found["repo"] / "postprocess" / "1" / "model.py").is_file(),
                "no postprocess/1/model.py: a Python-backend model needs its code in version folder 1")
 
     def postprocess_config() -> None:
-        problems = validate_model(state["repo"] / "postprocess")
+        problems = validate_model(grading.found["repo"] / "postprocess")
         expect(not problems, f"postprocess: {problems[0] if problems else ''}")
-        config = read_config(state["repo"] / "postprocess")
+        config = read_config(grading.found["repo"] / "postprocess")
         inputs = {t.name: list(t.dims) for t in config.input}
         outputs = {t.name: (list(t.dims), t.data_type) for t in config.output}
         expect(inputs == {"LOGITS": [10]}, f"postprocess inputs are {inputs}; expected one input LOGITS with dims [10]")
@@ -78,28 +81,28 @@ def grade(write_postprocess: Callable, write_ensemble: Callable, work: Path, sho
                f"postprocess outputs are {list(outputs)}; expected LABEL with data_type TYPE_STRING")
 
     def ensemble_config() -> None:
-        problems = validate_model(state["repo"] / ENSEMBLE)
+        problems = validate_model(grading.found["repo"] / ENSEMBLE)
         expect(not problems, f"{ENSEMBLE}: {problems[0] if problems else ''}")
-        order = data_flow_order(read_config(state["repo"] / ENSEMBLE))
+        order = data_flow_order(read_config(grading.found["repo"] / ENSEMBLE))
         expect(order == ["preprocess", "digits", "postprocess"],
                f"following the tensors, the steps run as {order}; expected preprocess -> digits -> postprocess "
                "(each step's input_map names the tensor the step before it writes in its output_map)")
 
     def loads() -> None:
-        serve_for_grading(state["repo"], work, ENSEMBLE, state)
+        serve_for_grading(grading, grading.found["repo"], work, ENSEMBLE)
 
     def names_correct() -> None:
         pngs = write_digit_pngs(work / "pngs", count=8)
-        names = _names(state["server"], [p for p, _ in pngs])
+        names = _names(grading.server, [p for p, _ in pngs])
         expected = [DIGIT_CLASSES[str(label)] for _, label in pngs]
         expect(names == expected, f"got {names}, expected {expected}")
 
     def single_requests() -> None:
         pngs = write_digit_pngs(work / "pngs", count=3)
         for path, label in pngs:
-            names = _names(state["server"], [path])
+            names = _names(grading.server, [path])
             expect(names == [DIGIT_CLASSES[str(label)]], f"one image of a {label} gave {names}")
-        client = state["server"].http_client()
+        client = grading.server.http_client()
 
         def counted() -> int:
             return int(client.get_inference_statistics("postprocess")["model_stats"][0]["inference_count"])
@@ -110,11 +113,11 @@ def grade(write_postprocess: Callable, write_ensemble: Callable, work: Path, sho
         expect(counted() >= 11, f"the postprocess step's statistics count {counted()} of the 11 images sent: is "
                "postprocess a step of the ensemble?")
 
-    checks = [Check("4.1", 1, "write_postprocess and write_ensemble write their folders", written),
-              Check("4.2", 2, "postprocess config: LOGITS [10] in, LABEL TYPE_STRING out, valid", postprocess_config, ("4.1",)),
-              Check("4.3", 2, "ensemble config: data flows preprocess -> digits -> postprocess, maps valid",
-                    ensemble_config, ("4.1",)),
-              Check("4.4", 2, "Triton loads the ensemble and its steps", loads, ("4.1",)),
-              Check("4.5", 3, "a batch of 8 PNGs comes back as the right class names", names_correct, ("4.4",)),
-              Check("4.6", 1, "single-image requests work and the step statistics count them", single_requests, ("4.4",))]
-    return run_checks_then_stop(checks, state, show=show)
+    checks = [RUBRIC.check("4.1", "write_postprocess and write_ensemble write their folders", written),
+              RUBRIC.check("4.2", "postprocess config: LOGITS [10] in, LABEL TYPE_STRING out, valid", postprocess_config, ("4.1",)),
+              RUBRIC.check("4.3", "ensemble config: data flows preprocess -> digits -> postprocess, maps valid",
+                           ensemble_config, ("4.1",)),
+              RUBRIC.check("4.4", "Triton loads the ensemble and its steps", loads, ("4.1",)),
+              RUBRIC.check("4.5", "a batch of 8 PNGs comes back as the right class names", names_correct, ("4.4",)),
+              RUBRIC.check("4.6", "single-image requests work and the step statistics count them", single_requests, ("4.4",))]
+    return grading.run(checks, show=show)

@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..machinery.grading import Check, Verdict, expect, run_checks
+from ..machinery.grading import GradingSession, Rubric, Verdict, expect, run_checks
 from ..models import Trained, load_digit_cnn, single_thread
 from ..paths import empty_dir
 from ..tensorrt_engine import tensorrt_status
@@ -21,6 +21,9 @@ ACCURACY_BUDGET = 0.005  # at most half a point below fp32
 ROUNDS, REPEATS = 5, 100
 MAX_CORES = 1.3          # CPU seconds per wall second while timing: one thread against one thread
 _TRAINED: list[Trained] = []
+
+# check id -> points: the answer key
+RUBRIC = Rubric({"6.1": 2, "6.2": 2, "6.3": 3, "6.4": 2}, optional={"6.4"})
 
 
 def reference_model() -> Trained:
@@ -61,7 +64,7 @@ def grade(make_fast_predictor: Callable, work: Path, show: bool = True,
     work = empty_dir(work)
     trained = reference_model()
     x, y = trained.data.x_test, trained.data.y_test
-    state: dict = {}
+    grading = GradingSession()
 
     def builds() -> None:
         predictor = make_fast_predictor(trained.model, work)
@@ -69,10 +72,10 @@ def grade(make_fast_predictor: Callable, work: Path, show: bool = True,
         out = predictor(np.ascontiguousarray(x[:5]))
         expect(isinstance(out, np.ndarray) and out.shape == (5, 10),
                f"predictor(batch of 5) must return a (5, 10) NumPy array, got {getattr(out, 'shape', type(out))}")
-        state["predict"] = predictor
+        grading.found["predict"] = predictor
 
     def accurate() -> None:
-        predicted = np.concatenate([state["predict"](np.ascontiguousarray(x[i:i + 64])) for i in range(0, len(x), 64)])
+        predicted = np.concatenate([grading.found["predict"](np.ascontiguousarray(x[i:i + 64])) for i in range(0, len(x), 64)])
         accuracy = float((predicted.argmax(1) == y).mean())
         expect(accuracy >= trained.test_accuracy - ACCURACY_BUDGET,
                f"accuracy {accuracy:.4f} is more than {ACCURACY_BUDGET} below fp32 ({trained.test_accuracy:.4f})")
@@ -86,7 +89,7 @@ def grade(make_fast_predictor: Callable, work: Path, show: bool = True,
         with single_thread():
             began_cpu, began = time.process_time(), time.perf_counter()
             ratio = interleaved_ratio(lambda: eager(next(eager_inputs)),
-                                      lambda: answers.append(state["predict"](next(feed))), ROUNDS, REPEATS)
+                                      lambda: answers.append(grading.found["predict"](next(feed))), ROUNDS, REPEATS)
             cores = (time.process_time() - began_cpu) / (time.perf_counter() - began)
         wanted = eager(np.concatenate(their_inputs[:len(answers)])).argmax(1)
         wrong = int((np.concatenate(answers).argmax(1) != wanted).sum())
@@ -97,10 +100,10 @@ def grade(make_fast_predictor: Callable, work: Path, show: bool = True,
         expect(ratio >= REQUIRED_SPEEDUP, f"your predictor is {ratio:.2f}x eager PyTorch at batch 1; need "
                f"{REQUIRED_SPEEDUP}x (try ONNX Runtime with graph optimizations, 1 thread)")
 
-    checks = [Check("6.1", 2, "make_fast_predictor returns a working predictor", builds),
-              Check("6.2", 2, f"accuracy within {ACCURACY_BUDGET} of fp32", accurate, ("6.1",)),
-              Check("6.3", 3, f"at least {REQUIRED_SPEEDUP}x faster than eager PyTorch at batch 1 (interleaved, new "
-                    "inputs, right answers, one thread)", faster, ("6.1", "6.2"))]
+    checks = [RUBRIC.check("6.1", "make_fast_predictor returns a working predictor", builds),
+              RUBRIC.check("6.2", f"accuracy within {ACCURACY_BUDGET} of fp32", accurate, ("6.1",)),
+              RUBRIC.check("6.3", f"at least {REQUIRED_SPEEDUP}x faster than eager PyTorch at batch 1 (interleaved, new "
+                           "inputs, right answers, one thread)", faster, ("6.1", "6.2"))]
     available, _ = tensorrt_status()
     if available and make_gpu_predictor is not None:
         def gpu_matches() -> None:
@@ -108,5 +111,5 @@ def grade(make_fast_predictor: Callable, work: Path, show: bool = True,
             predicted = predictor(np.ascontiguousarray(x[:64])).argmax(1)
             agreement = float((predicted == _eager(trained.model)(np.ascontiguousarray(x[:64])).argmax(1)).mean())
             expect(agreement >= 0.98, f"TensorRT agrees with PyTorch on only {agreement:.0%} of 64 images")
-        checks.append(Check("6.4", 2, "TensorRT FP16 predictor agrees with PyTorch (GPU only)", gpu_matches, ("6.1",)))
+        checks.append(RUBRIC.check("6.4", "TensorRT FP16 predictor agrees with PyTorch (GPU only)", gpu_matches, ("6.1",)))
     return run_checks(checks, show=show)

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..machinery.grading import Check, Fail, Verdict, expect, run_checks
+from ..machinery.grading import Fail, GradingSession, Rubric, Verdict, expect, run_checks
 from ..models import Trained, load_digit_cnn, single_thread
 from ..onnx_tools import export_onnx, onnx_session
 from ..paths import empty_dir
@@ -31,6 +31,9 @@ ACCURACY_BUDGET = 0.01   # at most one point below fp32
 AGREEMENT_FLOOR = 0.97
 SPEED_FLOOR = 1 / 1.4    # reference int8 time / the model's time at batch 64: at most 1.4x the reference's
 _TRAINED: list[Trained] = []
+
+# check id -> points: the answer key
+RUBRIC = Rubric({"7.1": 2, "7.2": 1, "7.3": 1, "7.4": 1, "7.5": 1, "7.6": 1})
 
 
 def fp32_model(work: Path) -> tuple[Trained, Path]:
@@ -118,7 +121,7 @@ def grade(quantize: Callable, work: Path, show: bool = True) -> list[Verdict]:
     x, y = trained.data.x_test, trained.data.y_test
     calibration = trained.data.x_train[:256]   # the learner's quantize and the reference calibrate on the same rows
     target = work / "int8.onnx"
-    state: dict = {}
+    grading = GradingSession()
 
     def writes() -> None:
         result = quantize(fp32_onnx, calibration, target)
@@ -128,7 +131,7 @@ def grade(quantize: Callable, work: Path, show: bool = True) -> list[Verdict]:
             session = onnx_session(target)
         except Exception as err:  # noqa: BLE001 - the learner's file: any load failure is theirs to fix
             raise Fail(f"ONNX Runtime cannot load {target.name}: {' '.join(str(err).split())[:200]}") from None
-        state["logits"] = np.concatenate([session.run(None, {"input": x[i:i + 64]})[0] for i in range(0, len(x), 64)])
+        grading.found["logits"] = np.concatenate([session.run(None, {"input": x[i:i + 64]})[0] for i in range(0, len(x), 64)])
 
     def small() -> None:
         files = model_files(target)
@@ -144,7 +147,7 @@ def grade(quantize: Callable, work: Path, show: bool = True) -> list[Verdict]:
                f"{INT8_SHARE:.0%}: quantize with onnxruntime.quantization (weights QInt8)")
 
     def accurate() -> None:
-        accuracy = float((state["logits"].argmax(1) == y).mean())
+        accuracy = float((grading.found["logits"].argmax(1) == y).mean())
         expect(accuracy >= trained.test_accuracy - ACCURACY_BUDGET,
                f"accuracy {accuracy:.4f} is more than {ACCURACY_BUDGET} below fp32 ({trained.test_accuracy:.4f}); "
                "calibrate on representative data")
@@ -152,7 +155,7 @@ def grade(quantize: Callable, work: Path, show: bool = True) -> list[Verdict]:
     def agrees() -> None:
         with torch.inference_mode():
             reference = trained.model(torch.from_numpy(x)).numpy().argmax(1)
-        agreement = float((state["logits"].argmax(1) == reference).mean())
+        agreement = float((grading.found["logits"].argmax(1) == reference).mean())
         expect(agreement >= AGREEMENT_FLOOR, f"agrees with fp32 on {agreement:.1%} of test images; need {AGREEMENT_FLOOR:.0%}")
 
     def fast_enough() -> None:
@@ -166,11 +169,11 @@ def grade(quantize: Callable, work: Path, show: bool = True) -> list[Verdict]:
             raise Fail(f"at batch 64 the int8 model takes {1 / ratio:.2f}x the time of the reference int8 model "
                        f"on this CPU (one thread); the budget is {1 / SPEED_FLOOR:.2f}x: {_slow_int8_hint(target)}")
 
-    checks = [Check("7.1", 2, "quantize writes an ONNX model that ONNX Runtime runs", writes),
-              Check("7.2", 1, f"the model's files, all of them, at most {SIZE_BUDGET:.0%} of fp32", small, ("7.1",)),
-              Check("7.3", 1, f"at least {INT8_SHARE:.0%} of the weights stored as 8-bit integers", eight_bit, ("7.1",)),
-              Check("7.4", 1, f"accuracy within {ACCURACY_BUDGET} of fp32", accurate, ("7.1",)),
-              Check("7.5", 1, f"agrees with fp32 on at least {AGREEMENT_FLOOR:.0%} of test images", agrees, ("7.1",)),
-              Check("7.6", 1, f"at batch 64 at most {1 / SPEED_FLOOR:.2f}x the time of the reference int8 model (one thread)",
-                    fast_enough, ("7.3", "7.4"))]
+    checks = [RUBRIC.check("7.1", "quantize writes an ONNX model that ONNX Runtime runs", writes),
+              RUBRIC.check("7.2", f"the model's files, all of them, at most {SIZE_BUDGET:.0%} of fp32", small, ("7.1",)),
+              RUBRIC.check("7.3", f"at least {INT8_SHARE:.0%} of the weights stored as 8-bit integers", eight_bit, ("7.1",)),
+              RUBRIC.check("7.4", f"accuracy within {ACCURACY_BUDGET} of fp32", accurate, ("7.1",)),
+              RUBRIC.check("7.5", f"agrees with fp32 on at least {AGREEMENT_FLOOR:.0%} of test images", agrees, ("7.1",)),
+              RUBRIC.check("7.6", f"at batch 64 at most {1 / SPEED_FLOOR:.2f}x the time of the reference int8 model (one thread)",
+                           fast_enough, ("7.3", "7.4"))]
     return run_checks(checks, show=show)

@@ -17,7 +17,7 @@ import cloudpickle
 import numpy as np
 
 from ..ab_stats import sample_size_per_variant, simulate_outcomes
-from ..machinery.grading import Check, Fail, Verdict, expect, run_checks
+from ..machinery.grading import Fail, Rubric, Verdict, expect, run_checks
 
 USERS = [f"user-{i:05d}" for i in range(20_000)]
 BASE_RATE, LIFT = 0.20, 0.04
@@ -27,6 +27,10 @@ POWER_FLOOR = 0.65              # planned power 0.8 minus about 4 standard devia
 
 Assign = Callable[[str, float, str], str]
 Decide = Callable[[int, int, int, int, int, float], str]
+
+# check id -> points: the answer key
+RUBRIC = Rubric({"8.1": 1, "8.2": 2, "8.3": 1, "8.4": 1, "8.5": 1,
+                 "8.6": 2, "8.7": 1, "8.8": 2, "8.9": 1})
 
 
 def _share_b(assign: Assign, share: float, experiment: str = "grading") -> tuple[list[str], float]:
@@ -103,11 +107,11 @@ def assign_checks(assign: Assign) -> list[Check]:
         expect(abs(agreement - 0.5) < 0.03, f"two experiments put {agreement:.1%} of users in the same variant "
                                             "(independent experiments: about 50 %); hash the experiment name too")
 
-    return [Check("8.1", 1, "the same user always gets the same variant, also in another process", sticky),
-            Check("8.2", 2, "the split holds within 4 standard deviations for share_b 0.1, 0.5, 0.9", split_holds, ("8.1",)),
-            Check("8.3", 1, "share_b 0 and 1 are all-A and all-B; a share outside [0, 1] raises ValueError", edges, ("8.1",)),
-            Check("8.4", 1, "raising the canary's share never moves a user from B back to A", canary_only_adds, ("8.2",)),
-            Check("8.5", 1, "different experiments assign users independently", experiments_independent, ("8.2",))]
+    return [RUBRIC.check("8.1", "the same user always gets the same variant, also in another process", sticky),
+            RUBRIC.check("8.2", "the split holds within 4 standard deviations for share_b 0.1, 0.5, 0.9", split_holds, ("8.1",)),
+            RUBRIC.check("8.3", "share_b 0 and 1 are all-A and all-B; a share outside [0, 1] raises ValueError", edges, ("8.1",)),
+            RUBRIC.check("8.4", "raising the canary's share never moves a user from B back to A", canary_only_adds, ("8.2",)),
+            RUBRIC.check("8.5", "different experiments assign users independently", experiments_independent, ("8.2",))]
 
 
 def _experiment(decide: Decide, rate_a: float, rate_b: float, users: int, needed: int,
@@ -165,12 +169,12 @@ def decide_checks(decide: Decide) -> list[Check]:
         expect(power >= POWER_FLOOR, f"with the planned {needed} users per variant and a true lift of {LIFT}, "
                                      f"only {power:.1%} of experiments shipped B; expected about 80 %")
 
-    return [Check("8.6", 2, "decisions on known cases, on both sides of the planned size and of alpha", known_cases),
-            Check("8.7", 1, "finds a large known lift in at least 19 of 20 simulated experiments", finds_the_known_lift, ("8.6",)),
-            Check("8.8", 2, f"A/A experiments declare a winner at most {FALSE_POSITIVE_CEILING:.0%} of the time",
-                  few_false_positives, ("8.6",)),
-            Check("8.9", 1, f"detects the planned lift of {LIFT} in at least {POWER_FLOOR:.0%} of experiments",
-                  enough_power, ("8.6",))]
+    return [RUBRIC.check("8.6", "decisions on known cases, on both sides of the planned size and of alpha", known_cases),
+            RUBRIC.check("8.7", "finds a large known lift in at least 19 of 20 simulated experiments", finds_the_known_lift, ("8.6",)),
+            RUBRIC.check("8.8", f"A/A experiments declare a winner at most {FALSE_POSITIVE_CEILING:.0%} of the time",
+                         few_false_positives, ("8.6",)),
+            RUBRIC.check("8.9", f"detects the planned lift of {LIFT} in at least {POWER_FLOOR:.0%} of experiments",
+                         enough_power, ("8.6",))]
 
 
 def grade_assign(assign: Assign, show: bool = True) -> list[Verdict]:

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..machinery.grading import Fail
+from ..machinery.grading import Fail, GradingSession
 from ..servers.triton import ModelLoadError, TritonServer
 
 
-def serve_for_grading(repository: Path, work: Path, model: str, state: dict) -> TritonServer:
-    """Start tritonserver on `repository`, keep it in state["server"] for the grader to stop, load `model`.
+def serve_for_grading(grading: GradingSession, repository: Path, work: Path, model: str) -> TritonServer:
+    """Start tritonserver on `repository` for the grading session (which stops it after the checks), load `model`.
 
     A load error becomes a Fail that quotes the server's reason.
     Internal helper: no lesson calls it.
     """
-    server = TritonServer(repository, Path(work) / "server")
-    state["server"] = server.start()
+    server = grading.serve(TritonServer(repository, Path(work) / "server"))
     try:
         server.load(model)
     except ModelLoadError as err:

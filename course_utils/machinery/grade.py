@@ -7,8 +7,10 @@ text. An edited grader cell is graded as the original; cells the learner added d
 
 The rebuilt notebook runs in a fresh kernel with its own work folder. run_checks() records each
 verdict in a file (COURSE_VERDICTS_FILE), and the score counts only the exercise's own checks,
-with their own points: the answer key is the verdict lines stored in the reference solution.
-✅ lines a notebook prints count for nothing.
+with their own points. The answer key is the `RUBRIC` at the top of the exercise's checks module
+(course_utils/checks/exNN_*.py): which checks count, their points, which are optional. The reference
+solution's stored verdict lines must agree with it (a test says so) and give the descriptions of
+checks that never ran. ✅ lines a notebook prints count for nothing.
 
 Run as `python -m course_utils.machinery.grade NOTEBOOK RESULT.json [VERDICTS.jsonl] [CELL_TIMEOUT_S]` it
 grades one notebook and writes the result as JSON (the instructor's command runs each submission so,
@@ -17,6 +19,7 @@ under a time limit, and scores the verdicts file itself if the limit stops it).
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import sys
@@ -26,7 +29,7 @@ from pathlib import Path
 
 import nbformat
 
-from .grading import VERDICTS_FILE_ENV, Verdict, parse_verdicts, read_verdicts
+from .grading import VERDICTS_FILE_ENV, Rubric, Verdict, parse_verdicts, read_verdicts
 from .notebook_runner import execute, is_grader_cell
 from .notebook_store import write
 from .release import BEGIN, EXERCISES_DIR, SOLUTIONS_DIR, student_copy
@@ -34,9 +37,6 @@ from .release import BEGIN, EXERCISES_DIR, SOLUTIONS_DIR, student_copy
 # Answer code that reaches for the grading machinery itself: flagged for the instructor to read.
 SUSPICIOUS = re.compile(r"COURSE_VERDICTS|course_utils\.machinery|course_utils\.checks|\bread_verdicts\b|\brun_checks\b|"
                         r"\bVerdict\b|\bgrader\.\w+\s*=|\bsetattr\s*\(|__dict__")
-# Checks that run only on some machines (6.4 needs TensorRT and a GPU): counted where they ran, with these
-# points, and never held against a learner whose machine could not run them.
-OPTIONAL_CHECKS = {"6.4": 2}
 
 
 @dataclass(frozen=True)
@@ -71,43 +71,61 @@ def solution_for(path: Path, solutions_dir: Path = SOLUTIONS_DIR) -> Path:
     return found[0]
 
 
-def answer_key(solution: Path) -> dict[str, Verdict]:
-    """Check id -> the reference verdict (points, description), from the solution's stored grader output.
+def rubric_for(solution: Path) -> Rubric:
+    """The answer key of an exercise: the RUBRIC of its checks module, course_utils.checks.<solution name>.
+
+    Internal helper: no lesson calls it.
+    """
+    module = importlib.import_module(f"course_utils.checks.{Path(solution).stem}")
+    rubric = getattr(module, "RUBRIC", None)
+    if not isinstance(rubric, Rubric):
+        raise ValueError(f"course_utils/checks/{Path(solution).stem}.py declares no RUBRIC = Rubric({{...}})")
+    return rubric
+
+
+def stored_verdicts(solution: Path) -> dict[str, Verdict]:
+    """Check id -> the verdict the reference solution's grader cells stored (all ✅ where it ran).
 
     Internal helper: no lesson calls it.
     """
     notebook = nbformat.read(solution, as_version=4)
-    key: dict[str, Verdict] = {}
+    stored: dict[str, Verdict] = {}
     for cell in notebook.cells:
         if cell.cell_type == "code" and is_grader_cell(cell.source):
             text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
-            key.update((v.check_id, v) for v in parse_verdicts(text))
-    if not key:
+            stored.update((v.check_id, v) for v in parse_verdicts(text))
+    if not stored:
         raise ValueError(f"{solution.name} stores no verdict lines; execute it (python -m course_utils execute)")
-    return key
+    return stored
 
 
-def scored(key: dict[str, Verdict], recorded: list[Verdict]) -> list[Verdict]:
-    """One verdict per check of the key, in its order and with its points; the last recorded outcome counts.
+def scored(rubric: Rubric, descriptions: dict[str, str], recorded: list[Verdict]) -> list[Verdict]:
+    """One verdict per check of the rubric, in its order and with its points; the last recorded outcome counts.
 
-    An optional check (OPTIONAL_CHECKS) counts only where it ran.
-    Internal helper: no lesson calls it.
+    A check that did not run scores 0 (described as the reference solution describes it); an optional
+    check counts only where it ran. Internal helper: no lesson calls it.
     """
     latest = {v.check_id: v for v in recorded}
     verdicts = []
-    for check_id in [*key, *(c for c in OPTIONAL_CHECKS if c in latest and c not in key)]:
+    for check_id, points in rubric.points.items():
         got = latest.get(check_id)
-        if check_id in OPTIONAL_CHECKS:
-            if got is not None:
-                verdicts.append(Verdict(check_id, OPTIONAL_CHECKS[check_id], got.passed, got.description, got.reason))
+        if got is None and check_id in rubric.optional:
             continue
-        model = key[check_id]
         if got is None:
-            verdicts.append(Verdict(check_id, model.points, False, model.description,
+            verdicts.append(Verdict(check_id, points, False, descriptions.get(check_id, ""),
                                     "not run: the grader stopped before this check (see the notes)"))
         else:
-            verdicts.append(Verdict(check_id, model.points, got.passed, model.description, got.reason))
+            verdicts.append(Verdict(check_id, points, got.passed, got.description, got.reason))
     return verdicts
+
+
+def score_against_key(solution: Path, recorded: list[Verdict]) -> list[Verdict]:
+    """The recorded verdicts of one exercise notebook, scored against that exercise's rubric.
+
+    Internal helper: no lesson calls it.
+    """
+    descriptions = {check_id: v.description for check_id, v in stored_verdicts(solution).items()}
+    return scored(rubric_for(solution), descriptions, recorded)
 
 
 # ----- rebuilding the notebook from the course's copy --------------------------------------------
@@ -164,7 +182,6 @@ def grade_notebook(path: Path, timeout_s: int = 900, record: Path | None = None)
     """
     path = Path(path)
     solution = solution_for(path)
-    key = answer_key(solution)
     notebook, notes = restored(nbformat.read(path, as_version=4), nbformat.read(solution, as_version=4))
     # Its own folder, also as the kernel's working folder: parallel gradings never share files, and the
     # work folder is never the one of a kernel where the learner has this exercise open.
@@ -184,7 +201,7 @@ def grade_notebook(path: Path, timeout_s: int = 900, record: Path | None = None)
         if cell.error:
             where = "grader cell" if is_grader_cell(cell.source) else "code cell"
             notes.append(f"{where} {number} raised {cell.error.splitlines()[0][:200]}")
-    return ExerciseScore(solution.stem, scored(key, recorded), notes)
+    return ExerciseScore(solution.stem, score_against_key(solution, recorded), notes)
 
 
 def score_table(scores: list[ExerciseScore]) -> str:

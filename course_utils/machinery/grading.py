@@ -21,7 +21,7 @@ import sys
 import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]   # course_utils/: the grader's own code
 PASS, FAIL = "✅", "❌"
@@ -44,6 +44,36 @@ class Check:
     description: str
     test: Callable[[], None]
     requires: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rubric:
+    """An exercise's answer key, declared at the top of its checks module: each check's points, and which are optional.
+
+    It is the one place points are declared. The grade commands score against it (a check that did not
+    run scores 0; an optional check, one that runs only on some machines such as a GPU, counts only
+    where it ran). The reference solution's stored verdict lines must agree with it:
+    tests/test_grading.py fails until the solution is re-executed after a change here.
+    """
+
+    points: Mapping[str, int]
+    optional: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "optional", frozenset(self.optional))
+        unknown = self.optional - set(self.points)
+        if unknown:
+            raise ValueError(f"optional checks {sorted(unknown)} have no points in the rubric")
+
+    def check(self, check_id: str, description: str, test: Callable[[], None],
+              requires: tuple[str, ...] = ()) -> Check:
+        """The Check `check_id`, worth the points this rubric gives it.
+
+        Internal helper: no lesson calls it.
+        """
+        if check_id not in self.points:
+            raise KeyError(f"check {check_id} is not in the rubric {sorted(self.points)}: give it points there")
+        return Check(check_id, self.points[check_id], description, test, tuple(requires))
 
 
 @dataclass(frozen=True)
@@ -150,16 +180,36 @@ def read_verdicts(path: str | os.PathLike) -> list[Verdict]:
     return [Verdict(**json.loads(line)) for line in lines if line.strip()]
 
 
-def run_checks_then_stop(checks: Iterable[Check], state: dict, show: bool = True) -> list[Verdict]:
-    """run_checks(), then stop the server a check left in state["server"], whatever happened.
+class GradingSession:
+    """What the checks of one grader run share: the server a check started, and what a check found.
 
-    Internal helper: no lesson calls it.
+    `serve(server)` starts a server and keeps it; `run(checks)` runs the checks and then stops that
+    server, whatever happened. `found` holds what one check built for later ones (an exported file,
+    a parsed config), by name.
     """
-    try:
-        return run_checks(checks, show=show)
-    finally:
-        if "server" in state:
-            state["server"].stop()
+
+    def __init__(self) -> None:
+        self.server: Any = None
+        self.found: dict[str, Any] = {}
+
+    def serve(self, server: Any) -> Any:
+        """Keep `server` (to be stopped after the checks) and start it; return it.
+
+        Internal helper: no lesson calls it.
+        """
+        self.server = server
+        return server.start()
+
+    def run(self, checks: Iterable[Check], show: bool = True) -> list[Verdict]:
+        """run_checks(), then stop the server a check started, whatever happened.
+
+        Internal helper: no lesson calls it.
+        """
+        try:
+            return run_checks(checks, show=show)
+        finally:
+            if self.server is not None:
+                self.server.stop()
 
 
 def expect(condition: bool, message: str) -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import psutil
 
-from .grade import ExerciseScore, answer_key, result_from_json, scored, solution_for
+from .grade import ExerciseScore, result_from_json, score_against_key, solution_for
 from .grading import Verdict, read_verdicts
 from ..paths import REPO_ROOT
 from ..progress import progress
@@ -78,8 +78,8 @@ def find_submissions(folder: Path) -> tuple[dict[str, dict[str, Path]], dict[str
 
 def _unanswered(exercise: str, status: str, note: str) -> ExerciseScore:
     """A score of 0 on every check of `exercise`, with the reason."""
-    key = answer_key(solution_for(Path(f"{exercise}.ipynb")))
-    return ExerciseScore(exercise, [Verdict(c, v.points, False, v.description, note) for c, v in key.items()],
+    unrun = score_against_key(solution_for(Path(f"{exercise}.ipynb")), [])
+    return ExerciseScore(exercise, [Verdict(v.check_id, v.points, False, v.description, note) for v in unrun],
                          [note], status)
 
 
@@ -104,7 +104,7 @@ def grade_one(learner: str, notebook: Path, timeout_s: float) -> Graded:
             runner.wait()
             note = f"stopped after the time limit of {timeout_s:.0f} s (a cell that never finishes?); checks that " \
                    "had passed still count"
-            score = ExerciseScore(solution.stem, scored(answer_key(solution), read_verdicts(record)), [note], "timeout")
+            score = ExerciseScore(solution.stem, score_against_key(solution, read_verdicts(record)), [note], "timeout")
             return Graded(learner, score, time.monotonic() - began)
         if runner.returncode != 0 or not result.exists():
             lines = [line for line in (errors or "").strip().splitlines() if line.strip(" -")]
