@@ -73,10 +73,11 @@ with torch.inference_mode():
 """
 
 
-def test_dynamic_activation_int8_changes_answers_without_vnni():
-    """Lesson 07 leaves torchao's dynamic-activation int8 out of its stored table: oneDNN's s8s8 products saturate
-    without VNNI. On the AVX2 code path (oneDNN limited to AVX2: no VNNI on any CPU) the model agrees with fp32 on fewer than all test
-    images (0.9944 when written)."""
+def test_dynamic_activation_int8_stays_close_to_fp32_on_the_avx2_path():
+    """Lesson 07 leaves torchao's dynamic-activation int8 out of its stored table because its answers depend on
+    the int8 kernel oneDNN picks for the CPU: on the AVX2 code path it agreed with fp32 on 0.9944 of the test
+    images on an AVX-512 VNNI CPU, and on 1.0 on an AMD AVX2 CPU without VNNI. What holds everywhere, and
+    what the lesson's prose relies on: it stays within about a point of fp32."""
     import os
     import subprocess
     import sys
@@ -87,4 +88,4 @@ def test_dynamic_activation_int8_changes_answers_without_vnni():
     out = subprocess.run([sys.executable, "-c", DYNAMIC_ACTIVATION_AGREEMENT], env=env, capture_output=True,
                          text=True, timeout=300, check=True).stdout
     agreement = float(out.strip().splitlines()[-1])
-    assert 0.95 < agreement < 1.0, agreement
+    assert 0.95 < agreement <= 1.0, agreement
