@@ -191,3 +191,25 @@ def plot_serving_share(measured, targets: dict[str, float], title: str) -> Figur
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def plot_lines(series: dict[str, Sequence[float]], xlabel: str, ylabel: str, title: str,
+               x: Sequence[float] | None = None, log_y: bool = False) -> Figure:
+    """One line per named series (e.g. a training loss per step, a time per generated token).
+
+    `x` gives the x values shared by all series (default 1, 2, 3, ...). Introduced in 13_language_model.
+    """
+    fig, ax = plt.subplots(figsize=(7, 4))
+    plt.close(fig)
+    for name, values in series.items():
+        ax.plot(x if x is not None else range(1, len(values) + 1), values, label=name, marker="o" if x else None)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if len(series) > 1:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

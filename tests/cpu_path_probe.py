@@ -40,6 +40,21 @@ def lesson_cell(notebook: str, marker: str) -> tuple[str, str]:
     return "".join(cell["source"]), stored
 
 
+def language_model() -> None:
+    """What lesson 13 prints from the shipped language model: greedy and seeded sampled text, next-token odds."""
+    from course_utils.language_model import complete, load_language_model
+
+    lm = load_language_model()
+    for prompt in ["Beautiful is", "Errors should", "Although", "Kubernetes is"]:
+        print(f"greedy {prompt!r}: {complete(lm, prompt, max_tokens=40, stop_at_eos=False)!r}")
+    for seed in range(3):
+        print(f"sampled seed {seed}: {complete(lm, 'Errors should', 30, temperature=1.0, seed=seed, stop_at_eos=False)!r}")
+    with torch.inference_mode():
+        ids = lm.tokenizer.encode("Readability counts.<|endoftext|>").ids
+        top = torch.softmax(lm.model(torch.tensor([ids]))[0, -1], dim=-1).topk(5)
+    print("next after a line:", [(int(i), f"{float(p):.3f}") for p, i in zip(top.values, top.indices)])
+
+
 def main() -> None:
     from course_utils.archiver import save_torchscript
     from course_utils.onnx_tools import export_onnx, onnx_session
@@ -69,6 +84,7 @@ def main() -> None:
         dynamic = torch.ao.quantization.quantize_dynamic(digits.model, {torch.nn.Linear}, dtype=torch.qint8)
         print(f"digits torch.ao dynamic int8: held-out "
               f"{table(softmax(dynamic(torch.from_numpy(digits.data.x_test)).numpy()))}")
+    language_model()
     again = train_churn_model()
     with torch.no_grad():
         x = torch.from_numpy(churn.data.x_test)

@@ -22,11 +22,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ..language_model import TOKENIZER_FILE
 from ..models import WEIGHTS_DIR, weights_file
 
 # (name, seed, epochs) of every model a lesson, exercise or grader loads.
-SHIPPED = [("churn", 0, 30), ("churn", 1, 30), ("churn", 1, 60), ("churn", 2, 30), ("digits", 0, 12)]
-TRAINERS = {"churn": "train_churn_model", "digits": "train_digit_cnn"}
+# For the language model the last number counts optimizer steps, not epochs.
+SHIPPED = [("churn", 0, 30), ("churn", 1, 30), ("churn", 1, 60), ("churn", 2, 30), ("digits", 0, 12),
+           ("zen_lm", 0, 300)]
+TRAINERS = {"churn": "models:train_churn_model", "digits": "models:train_digit_cnn",
+            "zen_lm": "language_model:train_language_model"}
 
 # The AVX2 code path of each library, which the shipped weights were trained on.
 AVX2_CODE_PATH = {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
@@ -34,21 +38,33 @@ AVX2_CODE_PATH = {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx
 CODE_PATH_VARIABLES = ("MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
 
 _TRAIN = """
-import sys, torch
-from course_utils import models
-trained = getattr(models, sys.argv[1])(seed=int(sys.argv[2]), epochs=int(sys.argv[3]))
+import importlib, sys, torch
+module, function = sys.argv[1].split(":")
+trained = getattr(importlib.import_module("course_utils." + module), function)(int(sys.argv[2]), int(sys.argv[3]))
 torch.save(trained.model.state_dict(), sys.argv[4])
-print(f"{trained.test_accuracy:.4f}")
+if hasattr(trained, "tokenizer"):   # the language model ships its tokenizer beside its weights
+    trained.tokenizer.save(sys.argv[5])
+print(f"{trained.loss if hasattr(trained, 'tokenizer') else trained.test_accuracy:.4f}")
 """
 
 
-def train_file(name: str, seed: int, epochs: int, target: Path) -> float:
-    """Train one model in a fresh interpreter on the AVX2 code path and save its state dict; return its accuracy.
+def shipped_files(name: str, seed: int, epochs: int, folder: Path = WEIGHTS_DIR) -> list[Path]:
+    """The files one shipped model consists of: its weights, and for the language model its tokenizer.
 
     Internal helper: no lesson calls it.
     """
+    weights = folder / weights_file(name, seed, epochs).name
+    return [weights, folder / TOKENIZER_FILE.name] if name == "zen_lm" else [weights]
+
+
+def train_file(name: str, seed: int, epochs: int, targets: list[Path]) -> float:
+    """Train one model in a fresh interpreter on the AVX2 code path and write its `shipped_files` to `targets`.
+
+    Returns its held-out accuracy (the language model: its last training loss).
+    Internal helper: no lesson calls it.
+    """
     env = {**os.environ, **AVX2_CODE_PATH}
-    done = subprocess.run([sys.executable, "-c", _TRAIN, TRAINERS[name], str(seed), str(epochs), str(target)],
+    done = subprocess.run([sys.executable, "-c", _TRAIN, TRAINERS[name], str(seed), str(epochs), *map(str, targets)],
                           env=env, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise RuntimeError(f"training {name} seed={seed} epochs={epochs} failed:\n{done.stderr[-2000:]}")
@@ -64,23 +80,24 @@ def sha256(path: Path) -> str:
 
 
 def train_models(check: bool = False, folder: Path = WEIGHTS_DIR) -> int:
-    """Write every shipped model's weights (or, with `check`, train them anew and compare); 0 when all is well.
+    """Write every shipped model's files (or, with `check`, train them anew and compare); 0 when all is well.
 
     Internal helper: no lesson calls it.
     """
     folder.mkdir(parents=True, exist_ok=True)
     differing = 0
     for name, seed, epochs in SHIPPED:
-        shipped = folder / weights_file(name, seed, epochs).name
-        target = shipped.with_suffix(".new") if check else shipped
-        accuracy = train_file(name, seed, epochs, target)
-        if check:
-            same = shipped.is_file() and sha256(target) == sha256(shipped)
-            differing += not same
-            target.unlink()
-            print(f"{shipped.name:28s} accuracy {accuracy:.4f}  {'identical' if same else 'DIFFERENT'} to the shipped file")
-        else:
-            print(f"{shipped.name:28s} accuracy {accuracy:.4f}  sha256 {sha256(shipped)[:16]}")
+        shipped = shipped_files(name, seed, epochs, folder)
+        targets = [path.with_name(path.name + ".new") for path in shipped] if check else shipped
+        score = train_file(name, seed, epochs, targets)
+        for path, target in zip(shipped, targets):
+            if check:
+                same = path.is_file() and sha256(target) == sha256(path)
+                differing += not same
+                target.unlink()
+                print(f"{path.name:28s} score {score:.4f}  {'identical' if same else 'DIFFERENT'} to the shipped file")
+            else:
+                print(f"{path.name:28s} score {score:.4f}  sha256 {sha256(path)[:16]}")
     if differing:
         print(f"{differing} file(s) differ: this machine's AVX2 code path rounds differently, or training changed. "
               "Run `python -m course_utils train-models`, re-execute the notebooks, and review the new numbers.")
