@@ -15,6 +15,10 @@
 
 Like the other models, lessons load the weights the course ships (`load_language_model`),
 trained once on the AVX2 code path by `make models`, so that every CPU decodes the same text.
+
+Serving needs only torch and `tokenizers` from here: the servers' model folders hold a copy of this
+file beside the weights (Triton's model.py and TorchServe's handler import it from there), as a
+deployed model carries its own code.
 """
 
 from __future__ import annotations
@@ -30,10 +34,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .models import WEIGHTS_DIR, set_seed, single_thread
-
 EOS = "<|endoftext|>"
-TOKENIZER_FILE = WEIGHTS_DIR / "zen_tokenizer.json"
+TOKENIZER_FILE = Path(__file__).parent / "weights" / "zen_tokenizer.json"   # beside the other shipped weights
 MAX_CONTEXT = 256   # positions the model knows: prompt + generated tokens
 
 
@@ -211,6 +213,8 @@ def train_language_model(seed: int = 0, steps: int = 300, context: int = 64, bat
     Lessons load the weights this made (load_language_model); lesson 13 trains it to show how.
     Introduced in 13_language_model.
     """
+    from .models import set_seed, single_thread
+
     lines = zen_of_python()
     tokenizer = train_tokenizer(lines)
     with single_thread():
@@ -260,6 +264,65 @@ def next_token(logits: torch.Tensor, temperature: float, generator: torch.Genera
         return int(logits.argmax())
     probabilities = torch.softmax(logits.double() / temperature, dim=-1)
     return int(torch.multinomial(probabilities, 1, generator=generator))
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a server accepts in one generation request; check() turns a request into prompt ids or says why not.
+
+    Servers cap the prompt and the output: the KV cache and the time per request grow with both,
+    and one client asking for a million tokens must not hold a slot for minutes.
+    Introduced in 14_streaming.
+    """
+
+    max_prompt_tokens: int = 128
+    max_tokens: int = 128
+    max_temperature: float = 2.0
+
+    def check(self, tokenizer: "Tokenizer", prompt: bytes | str, max_tokens: object, temperature: object) -> list[int]:
+        """The prompt's token ids; ValueError naming what is wrong and what is allowed."""
+        if isinstance(prompt, bytes):
+            try:
+                prompt = prompt.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ValueError(f"the prompt is not UTF-8 ({error.reason} at byte {error.start}); "
+                                 "send it as UTF-8 text") from None
+        if not isinstance(prompt, str):
+            raise ValueError(f"the prompt must be text, got {type(prompt).__name__}")
+        ids = tokenizer.encode(prompt).ids
+        if not ids:
+            raise ValueError("the prompt is empty: send at least one character")
+        if len(ids) > self.max_prompt_tokens:
+            raise ValueError(f"the prompt is {len(ids)} tokens; this server accepts at most "
+                             f"{self.max_prompt_tokens}: shorten it")
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= self.max_tokens:
+            raise ValueError(f"max_tokens is {max_tokens!r}; ask for an integer from 1 to {self.max_tokens}")
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
+                or not 0.0 <= temperature <= self.max_temperature:   # also refuses NaN
+            raise ValueError(f"temperature is {temperature!r}; use a number from 0 (greedy) to {self.max_temperature}")
+        return ids
+
+
+class TextStream:
+    """Turns generated token ids into text pieces for a stream, never splitting a UTF-8 character.
+
+    Byte-level BPE may end a token inside a multi-byte character; push() holds those bytes back
+    until the character is complete. Introduced in 14_streaming.
+    """
+
+    def __init__(self, tokenizer: "Tokenizer") -> None:
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.sent = 0
+
+    def push(self, token: int) -> str:
+        """Add one token; return the new text it completes ("" while a character is incomplete)."""
+        self.ids.append(token)
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=False)
+        if text.endswith("\ufffd"):   # an incomplete UTF-8 character: wait for its next bytes
+            return ""
+        piece, self.sent = text[self.sent:], len(text)
+        return piece
 
 
 # ----- many sequences at once ------------------------------------------------------------------

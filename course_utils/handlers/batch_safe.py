@@ -70,8 +70,8 @@ def request_body(row: dict) -> Any:
     return body
 
 
-def json_body(row: dict) -> Any:
-    """Return the request body as parsed JSON (TorchServe pre-parses application/json)."""
+def json_body(row: dict, example: str = '{"data": [...]}') -> Any:
+    """Return the request body as parsed JSON (TorchServe pre-parses application/json); errors show `example`."""
     body = request_body(row)
     if isinstance(body, (bytes, bytearray, str)):
         try:
@@ -83,8 +83,7 @@ def json_body(row: dict) -> Any:
             if "digits" in str(err):
                 raise BadRequest("a number in the body has more than 4300 digits; "
                                  "send numbers such as {\"data\": [24, 80.5, 2, 12]}") from None
-            raise BadRequest(f"body is not valid JSON ({err.__class__.__name__}): "
-                             "send JSON such as {\"data\": [...]}") from None
+            raise BadRequest(f"body is not valid JSON ({err.__class__.__name__}): send JSON such as {example}") from None
     return body
 
 

@@ -1,0 +1,104 @@
+"""Serve the course's language model from both servers, and read what they stream.
+
+* `write_zen_model()` writes a Triton model folder: config.pbtxt (decoupled), model.py (the course's
+  triton_models/zen_generate.py), the model's code (language_model.py), weights and tokenizer;
+* `archive_zen()` builds the TorchServe archive of the same model with the streaming handler;
+* `sse_events()` reads Triton's `generate_stream` answer (server-sent events) one event at a time.
+
+The lessons show the HTTP, gRPC and archiver calls themselves; this module is the plumbing around them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import requests
+
+from . import language_model
+from .archiver import Archive, archive_model, handler_file
+from .models import weights_file
+from .paths import PACKAGE_DIR
+
+ZEN_MODEL = PACKAGE_DIR / "triton_models" / "zen_generate.py"
+ZEN_WEIGHTS = ("zen_lm", 0, 300)   # name, seed, steps of the shipped model the servers serve
+
+ZEN_CONFIG = """name: "{name}"
+backend: "python"
+max_batch_size: 0
+model_transaction_policy {{ decoupled: true }}
+input [
+  {{ name: "text_input", data_type: TYPE_STRING, dims: [ 1 ] }},
+  {{ name: "max_tokens", data_type: TYPE_INT32, dims: [ 1 ], optional: true }},
+  {{ name: "temperature", data_type: TYPE_FP32, dims: [ 1 ], optional: true }},
+  {{ name: "seed", data_type: TYPE_INT32, dims: [ 1 ], optional: true }},
+  {{ name: "ignore_eos", data_type: TYPE_BOOL, dims: [ 1 ], optional: true }}
+]
+output [ {{ name: "text_output", data_type: TYPE_STRING, dims: [ 1 ] }} ]
+instance_group [ {{ count: 1, kind: KIND_CPU }} ]
+{parameters}"""
+
+
+def zen_config(name: str = "zen", parameters: Mapping[str, object] | None = None) -> str:
+    """The config.pbtxt text of a streaming (decoupled) language-model model, with model.py's parameters.
+
+    Introduced in 14_streaming.
+    """
+    lines = [f'parameters {{ key: "{key}" value {{ string_value: "{value}" }} }}'
+             for key, value in (parameters or {}).items()]
+    return ZEN_CONFIG.format(name=name, parameters="\n".join(lines) + ("\n" if lines else ""))
+
+
+def write_zen_model(repository: Path, name: str = "zen", parameters: Mapping[str, object] | None = None,
+                    model_file: Path = ZEN_MODEL) -> Path:
+    """Write the model folder `repository/name`: config.pbtxt and version 1 (model.py and what it loads).
+
+    `model_file` is the model.py to serve (the course's, unless an exercise gives its own).
+    Introduced in 14_streaming.
+    """
+    folder = Path(repository) / name
+    version = folder / "1"
+    version.mkdir(parents=True, exist_ok=True)
+    (folder / "config.pbtxt").write_text(zen_config(name, parameters))
+    shutil.copy(model_file, version / "model.py")
+    _copy_model_files(version, weights_name="zen_lm.pt")
+    return folder
+
+
+def _copy_model_files(folder: Path, weights_name: str) -> list[Path]:
+    """The model's code, weights and tokenizer, copied into `folder`; returns the three paths."""
+    copies = [(Path(language_model.__file__), "language_model.py"), (weights_file(*ZEN_WEIGHTS), weights_name),
+              (language_model.TOKENIZER_FILE, "tokenizer.json")]
+    for source, target in copies:
+        shutil.copy(source, folder / target)
+    return [folder / target for _, target in copies]
+
+
+def archive_zen(store: Path, files: Path, name: str = "zen", handler_settings: Mapping[str, object] | None = None,
+                settings: Mapping[str, object] | None = None) -> Archive:
+    """Archive the language model for TorchServe with the streaming handler (the real torch-model-archiver).
+
+    `files` is a folder for what goes into the archive; `handler_settings` become model-config.yaml's
+    `handler:` section (max_prompt_tokens, max_tokens_limit, step_delay_ms), `settings` its top level
+    (e.g. batchSize, continuousBatching). Introduced in 14_streaming.
+    """
+    files = Path(files)
+    files.mkdir(parents=True, exist_ok=True)
+    code, weights, tokenizer = _copy_model_files(files, weights_name="zen_lm.pt")
+    config = {**(settings or {}), "handler": dict(handler_settings or {})}
+    (files / "model-config.yaml").write_text(json.dumps(config, indent=2))   # JSON is YAML
+    return archive_model(name, weights, handler_file("zen_stream_handler"), store,
+                         extra_files=[code, tokenizer, handler_file("batch_safe")],
+                         config_file=files / "model-config.yaml")
+
+
+def sse_events(response: requests.Response) -> Iterator[dict]:
+    """The JSON of each `data:` line of a server-sent-events answer (Triton's generate_stream), as it arrives.
+
+    Introduced in 14_streaming.
+    """
+    for line in response.iter_lines():
+        if line.startswith(b"data:"):
+            yield json.loads(line[len(b"data:"):])
