@@ -65,7 +65,7 @@ def training_stream(lines: Sequence[str], repeats: int, seed: int) -> str:
 def train_tokenizer(lines: Sequence[str], vocab_size: int = 384) -> "Tokenizer":
     """Train a byte-level BPE tokenizer on `lines`; EOS is its one special token (id 0).
 
-    Introduced in 13_language_model.
+    Internal helper: no lesson calls it.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -76,16 +76,6 @@ def train_tokenizer(lines: Sequence[str], vocab_size: int = 384) -> "Tokenizer":
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tokenizer.train_from_iterator(lines, trainer)
     return tokenizer
-
-
-def load_tokenizer(path: Path = TOKENIZER_FILE) -> "Tokenizer":
-    """The tokenizer the course ships (a `tokenizer.json`, as Hugging Face models ship theirs).
-
-    Internal helper: no lesson calls it.
-    """
-    from tokenizers import Tokenizer
-
-    return Tokenizer.from_file(str(path))
 
 
 # ----- the model -------------------------------------------------------------------------------
@@ -167,7 +157,7 @@ class TinyLM(nn.Module):
 
     `forward(ids)` reads whole sequences (training, recomputing). With a KVCache,
     `forward(ids, positions, cache, slots)` reads only the new tokens of each slot's sequence.
-    Introduced in 13_language_model.
+    Internal helper: no lesson calls it.
     """
 
     def __init__(self, config: LMConfig = LMConfig()) -> None:
@@ -248,17 +238,35 @@ def load_language_model(seed: int = 0, steps: int = 300) -> TrainedLM:
     if not path.is_file():
         raise ValueError(f"the course ships no language model for seed={seed}, steps={steps}; "
                          f"train one yourself with train_language_model(seed={seed}, steps={steps})")
-    tokenizer = load_tokenizer()
+    tokenizer, model = _load(TOKENIZER_FILE, path)
+    return TrainedLM(model, tokenizer, [])
+
+
+def served_model(folder: Path, weights: str = "zen_lm.pt", slots: int = 8) -> tuple["Tokenizer", "Decoder"]:
+    """The tokenizer and a Decoder with `slots` KV-cache slots, from a served model's folder (tokenizer.json, weights).
+
+    What a server's model.py or handler calls at load time. Introduced in ex09_streaming_generator.
+    """
+    torch.set_num_threads(1)   # one thread per model instance: a server runs several side by side
+    tokenizer, model = _load(Path(folder) / "tokenizer.json", Path(folder) / weights)
+    return tokenizer, Decoder(model, slots)
+
+
+def _load(tokenizer_file: Path, weights_file: Path) -> tuple["Tokenizer", TinyLM]:
+    """A tokenizer.json and the TinyLM weights that go with it (tensors only: no code is unpickled)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_file))
     model = TinyLM(LMConfig(vocab_size=tokenizer.get_vocab_size()))
-    model.load_state_dict(torch.load(path, weights_only=True))
-    return TrainedLM(model.eval(), tokenizer, [])
+    model.load_state_dict(torch.load(weights_file, weights_only=True))
+    return tokenizer, model.eval()
 
 
 # ----- decoding --------------------------------------------------------------------------------
 def next_token(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> int:
     """Greedy (temperature 0: the most likely token) or sampled (softmax(logits / temperature)).
 
-    Introduced in 13_language_model.
+    Internal helper: no lesson calls it.
     """
     if temperature <= 0:
         return int(logits.argmax())
@@ -272,7 +280,7 @@ class Limits:
 
     Servers cap the prompt and the output: the KV cache and the time per request grow with both,
     and one client asking for a million tokens must not hold a slot for minutes.
-    Introduced in 14_streaming.
+    Introduced in ex09_streaming_generator.
     """
 
     max_prompt_tokens: int = 128
@@ -307,7 +315,7 @@ class TextStream:
     """Turns generated token ids into text pieces for a stream, never splitting a UTF-8 character.
 
     Byte-level BPE may end a token inside a multi-byte character; push() holds those bytes back
-    until the character is complete. Introduced in 14_streaming.
+    until the character is complete. Introduced in ex09_streaming_generator.
     """
 
     def __init__(self, tokenizer: "Tokenizer") -> None:

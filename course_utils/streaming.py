@@ -44,7 +44,7 @@ instance_group [ {{ count: 1, kind: KIND_CPU }} ]
 def zen_config(name: str = "zen", parameters: Mapping[str, object] | None = None) -> str:
     """The config.pbtxt text of a streaming (decoupled) language-model model, with model.py's parameters.
 
-    Introduced in 14_streaming.
+    Internal helper: no lesson calls it.
     """
     lines = [f'parameters {{ key: "{key}" value {{ string_value: "{value}" }} }}'
              for key, value in (parameters or {}).items()]

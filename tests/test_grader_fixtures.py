@@ -306,3 +306,60 @@ def test_ex08():
         return "ship B" if sb / nb > sa / na else "keep A"
 
     fails(grader.grade_decide(higher_wins, show=False), {"8.6": "20.0 % vs 20.2 %: expected 'no difference'"})
+
+
+# ----- ex09: a streaming generator ------------------------------------------------------------------
+def reference_model_py() -> str:
+    """The reference solution's model.py, as its %%writefile cell writes it."""
+    import nbformat
+
+    from course_utils.paths import REPO_ROOT
+
+    notebook = nbformat.read(REPO_ROOT / "solutions" / "ex09_streaming_generator.ipynb", as_version=4)
+    cell = next(c for c in notebook.cells if c.source.startswith("%%writefile {model_py}"))
+    return "\n".join(line for line in cell.source.splitlines()[1:] if "### " not in line) + "\n"
+
+
+@pytest.mark.slow
+def test_ex09(tmp_path):
+    from course_utils.checks import ex09_streaming_generator as grader
+    from course_utils.streaming import ZEN_MODEL
+
+    # The error code a model gives is not judged: Triton 2.51's generate endpoints answer every model error
+    # with HTTP 400, and a gRPC stream carries only the message.
+    # The course's own model (lesson 14): every request of a batch decoded together, its own error paths.
+    all_pass(grader.grade(ZEN_MODEL, tmp_path / "ok", show=False))
+    reference = reference_model_py()
+    sending = '''                if piece:
+                    output = pb_utils.Tensor("text_output", np.array([piece.encode("utf-8")], dtype=np.object_))
+                    sender.send(pb_utils.InferenceResponse(output_tensors=[output]))
+'''
+    assert sending in reference
+    variants = {
+        # the whole text in one response once it is complete: right text, no streaming
+        "at the end": (reference.replace(sending, "                text += piece\n").replace(
+            "            stream = TextStream(self.tokenizer)\n",
+            "            stream = TextStream(self.tokenizer)\n            text = ''\n").replace(
+            "            self.decoder.finish(generation)\n",
+            "            self.decoder.finish(generation)\n            sender.send(pb_utils.InferenceResponse(output_tensors="
+            "[pb_utils.Tensor('text_output', np.array([text.encode()], dtype=np.object_))]))\n"),
+            {"9.3": "one response per new piece"}),
+        # the stream is never closed
+        "no FINAL flag": (reference.replace(
+            "            self.decoder.finish(generation)\n            sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)\n",
+            "            self.decoder.finish(generation)\n"), {"9.1": "FINAL flag"}),
+        # generates to the end whatever the client does
+        "ignores cancellation": (reference.replace("while not generation.finish_reason and not request.is_cancelled():",
+                                                   "while not generation.finish_reason:"), {"9.5": "is_cancelled"}),
+        # a bad request raises out of execute(): its client waits forever
+        "raises on bad input": (reference.replace("            except ValueError as error:", "            except KeyError as error:"),
+                                {"9.6": "catch the ValueError"}),
+        # the options are never read: always 32 greedy tokens, stop at EOS, and max_tokens is never checked
+        "defaults only": (reference.replace("values[name] = default if tensor is None else tensor.as_numpy().reshape(-1)[0].item()",
+                                            "values[name] = default"), {"9.4": "optional input", "9.6": "limits.check"}),
+    }
+    for name, (source, expected) in variants.items():
+        assert source != reference, name
+        model_py = tmp_path / f"{name.replace(' ', '_')}.py"
+        model_py.write_text(source)
+        fails(grader.grade(model_py, tmp_path / name.replace(" ", "_"), show=False), expected)

@@ -27,14 +27,12 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
-import torch
 from ts.handler_utils.utils import send_intermediate_predict_response
 from ts.torch_handler.base_handler import BaseHandler
 
 from batch_safe import BadRequest, json_body, safe_message
-from language_model import Decoder, Limits, LMConfig, TextStream, TinyLM
+from language_model import Limits, TextStream, served_model
 
 logger = logging.getLogger(__name__)
 OPTIONAL = {"max_tokens": 32, "temperature": 0.0, "seed": 0, "ignore_eos": False}
@@ -45,16 +43,10 @@ class ZenStreamHandler(BaseHandler):
     """Parses each request, then decodes the batch's requests together and streams every step's text."""
 
     def initialize(self, context) -> None:
-        from tokenizers import Tokenizer
-
-        folder = Path(context.system_properties["model_dir"])
         settings = (context.model_yaml_config or {}).get("handler", {})
-        torch.set_num_threads(1)
-        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        model = TinyLM(LMConfig(vocab_size=self.tokenizer.get_vocab_size()))
-        serialized = context.manifest["model"]["serializedFile"]
-        model.load_state_dict(torch.load(folder / serialized, weights_only=True))
-        self.decoder = Decoder(model.eval(), slots=int(settings.get("slots", 8)))
+        self.tokenizer, self.decoder = served_model(context.system_properties["model_dir"],
+                                                    context.manifest["model"]["serializedFile"],
+                                                    slots=int(settings.get("slots", 8)))
         self.limits = Limits(max_prompt_tokens=int(settings.get("max_prompt_tokens", 128)),
                              max_tokens=int(settings.get("max_tokens_limit", 128)))
         self.step_delay_s = float(settings.get("step_delay_ms", 0)) / 1000

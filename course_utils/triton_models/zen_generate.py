@@ -14,7 +14,7 @@ client gets).
 
 What the model owes each client:
 * a request it cannot serve (no prompt, not UTF-8, empty, too long, max_tokens or temperature out of
-  range) gets one error response with INVALID_ARG (HTTP 400) that names what is wrong; the others are
+  range) gets one error response with INVALID_ARG that names what is wrong (over HTTP a 400); the others are
   served. Every request gets a FINAL response, whatever fails: a stream left open hangs its client;
 * a request whose client cancels it (gRPC stream cancel, or the HTTP client going away) stops at
   the next step, frees its KV-cache slot and says so in the server log;
@@ -29,27 +29,20 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # the model's own code, beside this file
-from language_model import Decoder, Limits, LMConfig, TextStream, TinyLM  # noqa: E402
+from language_model import Limits, TextStream, served_model  # noqa: E402
 
 OPTIONAL = {"max_tokens": 32, "temperature": 0.0, "seed": 0, "ignore_eos": False}
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        from tokenizers import Tokenizer
-
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         folder = Path(args["model_repository"]) / args["model_version"]
-        torch.set_num_threads(1)
-        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        model = TinyLM(LMConfig(vocab_size=self.tokenizer.get_vocab_size()))
-        model.load_state_dict(torch.load(folder / "zen_lm.pt", weights_only=True))
-        self.decoder = Decoder(model.eval(), slots=int(params.get("slots", "8")))
+        self.tokenizer, self.decoder = served_model(folder, slots=int(params.get("slots", "8")))
         self.limits = Limits(max_prompt_tokens=int(params.get("max_prompt_tokens", "128")),
                              max_tokens=int(params.get("max_tokens_limit", "128")))
         self.step_delay_s = float(params.get("step_delay_ms", "0")) / 1000
