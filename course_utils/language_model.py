@@ -28,7 +28,7 @@ import importlib.util
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -274,21 +274,44 @@ def next_token(logits: torch.Tensor, temperature: float, generator: torch.Genera
     return int(torch.multinomial(probabilities, 1, generator=generator))
 
 
+# A request's options, and their values when the client leaves one out.
+DEFAULTS = {"max_tokens": 32, "temperature": 0.0, "seed": 0, "ignore_eos": False}
+
+
 @dataclass(frozen=True)
 class Limits:
-    """What a server accepts in one generation request; check() turns a request into prompt ids or says why not.
+    """What a server accepts in one generation request; check() turns a request into prompt ids and options, or says why not.
 
     Servers cap the prompt and the output: the KV cache and the time per request grow with both,
     and one client asking for a million tokens must not hold a slot for minutes.
-    Introduced in ex09_streaming_generator.
+    Introduced in 14_streaming.
     """
 
     max_prompt_tokens: int = 128
     max_tokens: int = 128
     max_temperature: float = 2.0
 
-    def check(self, tokenizer: "Tokenizer", prompt: bytes | str, max_tokens: object, temperature: object) -> list[int]:
-        """The prompt's token ids; ValueError naming what is wrong and what is allowed."""
+    def check(self, tokenizer: "Tokenizer", prompt: object,
+              options: Mapping[str, object] | None = None) -> tuple[list[int], dict[str, object]]:
+        """(the prompt's token ids, every option with DEFAULTS filled in); ValueError naming what is wrong and what is allowed."""
+        unknown = sorted(set(options or {}) - set(DEFAULTS))
+        if unknown:
+            raise ValueError(f"unknown option(s) {unknown}; the options are {sorted(DEFAULTS)}")
+        values = {**DEFAULTS, **(options or {})}
+        ids = self._prompt_ids(tokenizer, prompt)
+        max_tokens, temperature, seed = values["max_tokens"], values["temperature"], values["seed"]
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= self.max_tokens:
+            raise ValueError(f"max_tokens is {max_tokens!r}; ask for an integer from 1 to {self.max_tokens}")
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
+                or not 0.0 <= temperature <= self.max_temperature:   # also refuses NaN
+            raise ValueError(f"temperature is {temperature!r}; use a number from 0 (greedy) to {self.max_temperature}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+            raise ValueError(f"seed is {seed!r}; use an integer from 0 to 2**63 - 1")
+        if not isinstance(values["ignore_eos"], bool):
+            raise ValueError(f"ignore_eos is {values['ignore_eos']!r}; use true or false")
+        return ids, {**values, "temperature": float(temperature)}
+
+    def _prompt_ids(self, tokenizer: "Tokenizer", prompt: object) -> list[int]:
         if isinstance(prompt, bytes):
             try:
                 prompt = prompt.decode("utf-8")
@@ -303,11 +326,6 @@ class Limits:
         if len(ids) > self.max_prompt_tokens:
             raise ValueError(f"the prompt is {len(ids)} tokens; this server accepts at most "
                              f"{self.max_prompt_tokens}: shorten it")
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= self.max_tokens:
-            raise ValueError(f"max_tokens is {max_tokens!r}; ask for an integer from 1 to {self.max_tokens}")
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
-                or not 0.0 <= temperature <= self.max_temperature:   # also refuses NaN
-            raise ValueError(f"temperature is {temperature!r}; use a number from 0 (greedy) to {self.max_temperature}")
         return ids
 
 
@@ -315,7 +333,8 @@ class TextStream:
     """Turns generated token ids into text pieces for a stream, never splitting a UTF-8 character.
 
     Byte-level BPE may end a token inside a multi-byte character; push() holds those bytes back
-    until the character is complete. Introduced in ex09_streaming_generator.
+    until the character is complete; flush() gives what is left when the sequence ends.
+    Introduced in 14_streaming.
     """
 
     def __init__(self, tokenizer: "Tokenizer") -> None:
@@ -329,6 +348,12 @@ class TextStream:
         text = self.tokenizer.decode(self.ids, skip_special_tokens=False)
         if text.endswith("\ufffd"):   # an incomplete UTF-8 character: wait for its next bytes
             return ""
+        piece, self.sent = text[self.sent:], len(text)
+        return piece
+
+    def flush(self) -> str:
+        """The text not sent yet, complete or not: call it when the sequence ends (it may end inside a character)."""
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=False)
         piece, self.sent = text[self.sent:], len(text)
         return piece
 

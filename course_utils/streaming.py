@@ -3,7 +3,8 @@
 * `write_zen_model()` writes a Triton model folder: config.pbtxt (decoupled), model.py (the course's
   triton_models/zen_generate.py), the model's code (language_model.py), weights and tokenizer;
 * `archive_zen()` builds the TorchServe archive of the same model with the streaming handler;
-* `sse_events()` reads Triton's `generate_stream` answer (server-sent events) one event at a time.
+* `sse_events()` reads Triton's `generate_stream` answer (server-sent events) one event at a time;
+* `zen_grpc_inputs()` builds a streaming request's inputs for tritonclient's gRPC client.
 
 The lessons show the HTTP, gRPC and archiver calls themselves; this module is the plumbing around them.
 """
@@ -15,6 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Iterator, Mapping
 
+import numpy as np
 import requests
 
 from . import language_model
@@ -102,3 +104,24 @@ def sse_events(response: requests.Response) -> Iterator[dict]:
     for line in response.iter_lines():
         if line.startswith(b"data:"):
             yield json.loads(line[len(b"data:"):])
+
+
+GRPC_TYPES = {"max_tokens": (np.int32, "INT32"), "temperature": (np.float32, "FP32"), "seed": (np.int32, "INT32"),
+              "ignore_eos": (np.bool_, "BOOL")}
+
+
+def zen_grpc_inputs(prompt: bytes, **options: object) -> list:
+    """A streaming request's inputs as tritonclient gRPC InferInput objects: the prompt (BYTES) and any options.
+
+    Introduced in 14_streaming.
+    """
+    import tritonclient.grpc as grpcclient
+
+    arrays = [("text_input", np.array([prompt], dtype=np.object_), "BYTES")]
+    arrays += [(name, np.array([value], dtype=GRPC_TYPES[name][0]), GRPC_TYPES[name][1]) for name, value in options.items()]
+    inputs = []
+    for name, array, datatype in arrays:
+        tensor = grpcclient.InferInput(name, list(array.shape), datatype)
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    return inputs

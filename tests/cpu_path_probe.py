@@ -49,10 +49,11 @@ def language_model() -> None:
         print(f"greedy {prompt!r}: {complete(lm, prompt, max_tokens=40, stop_at_eos=False)!r}")
     for seed in range(3):
         print(f"sampled seed {seed}: {complete(lm, 'Errors should', 30, temperature=1.0, seed=seed, stop_at_eos=False)!r}")
-    with torch.inference_mode():
-        ids = lm.tokenizer.encode("Readability counts.<|endoftext|>").ids
-        top = torch.softmax(lm.model(torch.tensor([ids]))[0, -1], dim=-1).topk(5)
-    print("next after a line:", [(int(i), f"{float(p):.3f}") for p, i in zip(top.values, top.indices)])
+    for text in ["Readability counts.<|endoftext|>", "Errors should"]:
+        with torch.inference_mode():
+            ids = lm.tokenizer.encode(text).ids
+            top = torch.softmax(lm.model(torch.tensor([ids]))[0, -1], dim=-1).topk(5)
+        print(f"next after {text!r}:", [(int(i), f"{float(p):.3f}") for p, i in zip(top.values, top.indices)])
 
 
 def main() -> None:

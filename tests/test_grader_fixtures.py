@@ -330,33 +330,27 @@ def test_ex09(tmp_path):
     # The course's own model (lesson 14): every request of a batch decoded together, its own error paths.
     all_pass(grader.grade(ZEN_MODEL, tmp_path / "ok", show=False))
     reference = reference_model_py()
-    sending = '''                if piece:
-                    output = pb_utils.Tensor("text_output", np.array([piece.encode("utf-8")], dtype=np.object_))
-                    sender.send(pb_utils.InferenceResponse(output_tensors=[output]))
-'''
-    assert sending in reference
+    sending = '                self.send(sender, stream.push(token) if token is not None else "")\n'
+    closing = "            self.send(sender, stream.flush())\n            sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)\n"
     variants = {
         # the whole text in one response once it is complete: right text, no streaming
-        "at the end": (reference.replace(sending, "                text += piece\n").replace(
-            "            stream = TextStream(self.tokenizer)\n",
-            "            stream = TextStream(self.tokenizer)\n            text = ''\n").replace(
-            "            self.decoder.finish(generation)\n",
-            "            self.decoder.finish(generation)\n            sender.send(pb_utils.InferenceResponse(output_tensors="
-            "[pb_utils.Tensor('text_output', np.array([text.encode()], dtype=np.object_))]))\n"),
-            {"9.3": "one response per new piece"}),
+        "at the end": (reference.replace(sending, '                text += stream.push(token) if token is not None else ""\n')
+                       .replace("            stream = TextStream(self.tokenizer)\n",
+                                '            stream = TextStream(self.tokenizer)\n            text = ""\n')
+                       .replace("            self.send(sender, stream.flush())\n", "            self.send(sender, text + stream.flush())\n"),
+                       {"9.3": "one response per new piece"}),
         # the stream is never closed
-        "no FINAL flag": (reference.replace(
-            "            self.decoder.finish(generation)\n            sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)\n",
-            "            self.decoder.finish(generation)\n"), {"9.1": "FINAL flag"}),
+        "no FINAL flag": (reference.replace(closing, "            self.send(sender, stream.flush())\n"),
+                          {"9.1": "FINAL flag"}),
         # generates to the end whatever the client does
         "ignores cancellation": (reference.replace("while not generation.finish_reason and not request.is_cancelled():",
                                                    "while not generation.finish_reason:"), {"9.5": "is_cancelled"}),
-        # a bad request raises out of execute(): its client waits forever
+        # a bad request raises out of execute(): the client gets Triton's traceback
         "raises on bad input": (reference.replace("            except ValueError as error:", "            except KeyError as error:"),
                                 {"9.6": "catch the ValueError"}),
         # the options are never read: always 32 greedy tokens, stop at EOS, and max_tokens is never checked
-        "defaults only": (reference.replace("values[name] = default if tensor is None else tensor.as_numpy().reshape(-1)[0].item()",
-                                            "values[name] = default"), {"9.4": "optional input", "9.6": "limits.check"}),
+        "defaults only": (reference.replace("                options[name] = tensor.as_numpy().reshape(-1)[0].item()",
+                                            "                pass"), {"9.4": "optional input", "9.6": "limits.check"}),
     }
     for name, (source, expected) in variants.items():
         assert source != reference, name

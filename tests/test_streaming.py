@@ -25,6 +25,7 @@ import pytest
 import requests
 
 from conftest import alive
+from course_utils.streaming import zen_grpc_inputs
 
 pytestmark = pytest.mark.slow
 
@@ -55,20 +56,6 @@ def triton(tmp_path_factory):
         yield server
 
 
-def grpc_inputs(prompt: bytes, **optional):
-    import tritonclient.grpc as grpcclient
-
-    values = [("text_input", np.array([prompt], dtype=np.object_), "BYTES")]
-    types = {"max_tokens": (np.int32, "INT32"), "temperature": (np.float32, "FP32"), "ignore_eos": (np.bool_, "BOOL")}
-    values += [(name, np.array([value], dtype=types[name][0]), types[name][1]) for name, value in optional.items()]
-    inputs = []
-    for name, array, datatype in values:
-        tensor = grpcclient.InferInput(name, list(array.shape), datatype)
-        tensor.set_data_from_numpy(array)
-        inputs.append(tensor)
-    return inputs
-
-
 def test_triton_streams_in_process_greedy_decoding_over_http_and_grpc(triton):
     url = f"http://{triton.http_url}/v2/models/zen/generate_stream"
     with requests.post(url, json={"text_input": "Beautiful is", "max_tokens": 20}, stream=True, timeout=30) as answer:
@@ -77,7 +64,7 @@ def test_triton_streams_in_process_greedy_decoding_over_http_and_grpc(triton):
     client = triton.grpc_client()
     answers = queue.Queue()
     client.start_stream(callback=lambda result, error: answers.put((result, error)))
-    client.async_stream_infer("zen", grpc_inputs(b"Errors should", max_tokens=30), enable_empty_final_response=True)
+    client.async_stream_infer("zen", zen_grpc_inputs(b"Errors should", max_tokens=30), enable_empty_final_response=True)
     pieces = []
     while True:
         result, error = answers.get(timeout=30)
@@ -131,7 +118,7 @@ def test_each_hostile_request_fails_alone_with_a_4xx_while_a_neighbour_streams_o
     client = triton.grpc_client()   # bytes that are not UTF-8 only travel over gRPC (JSON cannot hold them)
     answers = queue.Queue()
     client.start_stream(callback=lambda result, error: answers.put((result, error)))
-    client.async_stream_infer("zen", grpc_inputs(b"\xff\xfe\x00"), enable_empty_final_response=True)
+    client.async_stream_infer("zen", zen_grpc_inputs(b"\xff\xfe\x00"), enable_empty_final_response=True)
     _, error = answers.get(timeout=30)
     client.stop_stream()
     assert error is not None and "not UTF-8" in error.message()
@@ -143,7 +130,7 @@ def test_a_cancelled_or_abandoned_stream_stops_within_a_few_steps(triton):
     client = triton.grpc_client()
     answers = queue.Queue()
     client.start_stream(callback=lambda result, error: answers.put((result, error)))
-    client.async_stream_infer("zen", grpc_inputs(b"Beautiful is", max_tokens=100, ignore_eos=True),
+    client.async_stream_infer("zen", zen_grpc_inputs(b"Beautiful is", max_tokens=100, ignore_eos=True),
                               request_id="to-cancel", enable_empty_final_response=True)
     for _ in range(2):
         answers.get(timeout=30)

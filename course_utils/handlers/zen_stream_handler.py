@@ -11,7 +11,7 @@ marked "more to come"), and the value handle() returns is the last piece.
 
 Archive it with the model's code beside it (torch-model-archiver --extra-files
 language_model.py,tokenizer.json,batch_safe.py); model-config.yaml's `handler:` section may set
-max_prompt_tokens, max_tokens_limit and step_delay_ms. A request it cannot serve gets HTTP 400 with
+max_prompt_tokens, max_tokens_limit, step_delay_ms and fail_at_step (a fault at that step, for lessons). A request it cannot serve gets HTTP 400 with
 the reason (BatchSafe's ASCII-safe message), the others of the batch are served.
 
 One trap of 0.12: gRPC StreamPredictions reads the header ts_stream_next of every answer, and an answer
@@ -35,7 +35,6 @@ from batch_safe import BadRequest, json_body, safe_message
 from language_model import Limits, TextStream, served_model
 
 logger = logging.getLogger(__name__)
-OPTIONAL = {"max_tokens": 32, "temperature": 0.0, "seed": 0, "ignore_eos": False}
 EXAMPLE = '{"text_input": "Beautiful is", "max_tokens": 20}'
 
 
@@ -50,24 +49,23 @@ class ZenStreamHandler(BaseHandler):
         self.limits = Limits(max_prompt_tokens=int(settings.get("max_prompt_tokens", 128)),
                              max_tokens=int(settings.get("max_tokens_limit", 128)))
         self.step_delay_s = float(settings.get("step_delay_ms", 0)) / 1000
+        self.fail_at_step = int(settings.get("fail_at_step", 0))   # lessons: a fault at this step, to see it arrive
         self.initialized = True
 
     def _start(self, row: dict):
         body = json_body(row, EXAMPLE)
         if not isinstance(body, dict) or "text_input" not in body:
             raise BadRequest(f'send a JSON object with the prompt in "text_input", such as {EXAMPLE}')
-        values = {name: body.get(name, default) for name, default in OPTIONAL.items()}
         try:
-            ids = self.limits.check(self.tokenizer, body["text_input"], values["max_tokens"], values["temperature"])
+            ids, options = self.limits.check(self.tokenizer, body["text_input"],
+                                             {k: v for k, v in body.items() if k != "text_input"})
         except ValueError as error:
             raise BadRequest(str(error)) from None
-        if isinstance(values["seed"], bool) or not isinstance(values["seed"], int):
-            raise BadRequest(f"seed is {values['seed']!r}; send an integer")
-        return self.decoder.add(ids, values["max_tokens"], float(values["temperature"]), values["seed"],
-                                stop_at_eos=not values["ignore_eos"])
+        return self.decoder.add(ids, options["max_tokens"], options["temperature"], options["seed"],
+                                stop_at_eos=not options["ignore_eos"])
 
     def handle(self, data: list[dict], context) -> list[str | dict]:
-        """Send every step's new text as it is made; return each request's error, or "" to end its stream."""
+        """Send every step's new text as it is made; return each request's error, or the rest of its text to end its stream."""
         answers: list[str | dict] = [""] * len(data)
         running = {}   # index in the batch -> (Generation, TextStream)
         streamed = set()   # indexes that have sent at least one piece
@@ -77,8 +75,12 @@ class ZenStreamHandler(BaseHandler):
             except BadRequest as error:
                 context.set_response_status(error.status, safe_message(error), index)
                 answers[index] = {"code": error.status, "type": "BadRequest", "message": safe_message(error)}
+        step = 0
         while running:
+            step += 1
             try:
+                if step == self.fail_at_step:
+                    raise RuntimeError(f"a fault injected at step {step} (setting fail_at_step)")
                 tokens = self.decoder.step([sequence for sequence, _ in running.values()])
             except Exception as error:  # noqa: BLE001 - mid-stream: every running request ends with the error
                 logger.exception("zen: generation failed")
@@ -97,6 +99,7 @@ class ZenStreamHandler(BaseHandler):
                 if sequence.finish_reason:
                     self.decoder.finish(sequence)
                     del running[index]
+                    answers[index] = text.flush()   # the sequence may end inside a UTF-8 character
             if self.step_delay_s:
                 time.sleep(self.step_delay_s)
         for index in range(len(data)):

@@ -19,8 +19,9 @@ What the model owes each client:
 * a request whose client cancels it (gRPC stream cancel, or the HTTP client going away) stops at
   the next step, frees its KV-cache slot and says so in the server log;
 * an error in the middle of a stream reaches the client as an error response, not a hang.
-The requests of one execute() decode together, one step for all, until the last one is done: with a
-dynamic batcher in front, that is static (request-level) batching.
+The requests of one execute() decode together, one step for all, until the last one is done. Lesson 14
+deploys it with max_batch_size 0, so each execute() holds one request and the instance serves one
+stream at a time; with a dynamic batcher in front it would be static (request-level) batching.
 """
 
 import json
@@ -32,9 +33,8 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # the model's own code, beside this file
-from language_model import Limits, TextStream, served_model  # noqa: E402
+from language_model import DEFAULTS, Limits, TextStream, served_model  # noqa: E402
 
-OPTIONAL = {"max_tokens": 32, "temperature": 0.0, "seed": 0, "ignore_eos": False}
 
 
 class TritonPythonModel:
@@ -51,19 +51,20 @@ class TritonPythonModel:
 
     def _start(self, request):
         """The request's Generation, or ValueError naming what is wrong with it."""
-        values = {}
-        for name, default in OPTIONAL.items():
+        options = {}
+        for name in DEFAULTS:
             tensor = pb_utils.get_input_tensor_by_name(request, name)
-            values[name] = default if tensor is None else tensor.as_numpy().reshape(-1)[0].item()
+            if tensor is not None:   # an optional input the client sent
+                options[name] = tensor.as_numpy().reshape(-1)[0].item()
         tensor = pb_utils.get_input_tensor_by_name(request, "text_input")
         if tensor is None:   # Triton 2.51 lets a request through with only optional inputs
             raise ValueError('text_input is missing: send the prompt, e.g. {"text_input": "Beautiful is"}')
         prompt = tensor.as_numpy().reshape(-1)
         if prompt.size != 1:
             raise ValueError(f"text_input must hold one prompt, got {prompt.size}")
-        ids = self.limits.check(self.tokenizer, prompt[0], values["max_tokens"], values["temperature"])
-        return self.decoder.add(ids, values["max_tokens"], values["temperature"], values["seed"],
-                                stop_at_eos=not values["ignore_eos"])
+        ids, options = self.limits.check(self.tokenizer, prompt[0], options)
+        return self.decoder.add(ids, options["max_tokens"], options["temperature"], options["seed"],
+                                stop_at_eos=not options["ignore_eos"])
 
     @staticmethod
     def _piece(text):
@@ -121,6 +122,9 @@ class TritonPythonModel:
         """End one request's stream (with an error response, if any) and free its KV-cache slot."""
         self.decoder.finish(item[2], reason)
         if error is None:
+            rest = item[3].flush()   # the sequence may end inside a UTF-8 character
+            if rest:
+                item[1].send(self._piece(rest))
             item[1].send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
         else:
             item[1].send(error, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
