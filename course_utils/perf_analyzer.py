@@ -66,7 +66,8 @@ def perf_analyzer_env() -> dict[str, str]:
 def perf_analyzer_command(model: str, url: str, csv_path: Path, *, concurrency: int = 1, protocol: str = "http",
                           batch_size: int = 1, shapes: Sequence[str] = (), input_data: Path | str | None = None,
                           service_kind: str = "triton", request_count: int = 500, window_ms: int | None = None,
-                          stability_percentage: int = STABLE, extra: Sequence[str] = ()) -> list[str]:
+                          stability_percentage: int = STABLE, profile_export: Path | None = None,
+                          extra: Sequence[str] = ()) -> list[str]:
     """The perf_analyzer command line for one concurrency level.
 
     `shapes` like ["input:4"] are needed only for dynamic dims. `input_data` is "zero",
@@ -75,7 +76,9 @@ def perf_analyzer_command(model: str, url: str, csv_path: Path, *, concurrency: 
     without it perf_analyzer sends random data.
     A window holds at least `request_count` requests (and lasts at least 1 s), or, with
     `window_ms`, lasts exactly that long. perf_analyzer repeats its measurement (up to
-    10 windows) until 3 in a row agree within `stability_percentage` %.
+    10 windows) until 3 in a row agree within `stability_percentage` %. With `profile_export`, it
+    streams (gRPC, for a decoupled model) and writes every request's send time and each of its
+    responses' arrival times to that JSON file (what genai-perf computes its LLM metrics from).
 
     Introduced in 03b_batching_and_model_management.
     """
@@ -92,6 +95,8 @@ def perf_analyzer_command(model: str, url: str, csv_path: Path, *, concurrency: 
         command += ["--shape", shape]
     if input_data is not None:
         command += ["--input-data", str(input_data)]
+    if profile_export is not None:
+        command += ["--streaming", "--profile-export-file", str(profile_export)]
     return command + list(extra)
 
 
@@ -115,6 +120,8 @@ def read_perf_csv(path: Path) -> pd.DataFrame:
 
 def _run_once(model: str, url: str, csv_path: Path, concurrency: int, env: dict[str, str], out_dir: Path,
               options: dict) -> subprocess.CompletedProcess:
+    profile = csv_path.with_suffix(".json") if options.get("profile") else None   # the responses' times
+    options = {**{k: v for k, v in options.items() if k != "profile"}, "profile_export": profile}
     command = perf_analyzer_command(model, url, csv_path, concurrency=concurrency, **options)
     with open(out_dir / "commands.txt", "a") as log:
         log.write(shlex.join(command) + "\n")
@@ -125,7 +132,8 @@ def run_perf_analyzer(model: str, url: str, out_dir: Path, concurrencies: Sequen
                       label: str = "", **options) -> pd.DataFrame:
     """Run perf_analyzer once per concurrency level (with a progress bar); return one table.
 
-    Keyword `options` go to perf_analyzer_command(). The commands run are kept in
+    Keyword `options` go to perf_analyzer_command(); `profile=True` streams and keeps each level's
+    profile export (column `profile`: its path). The commands run are kept in
     out_dir/commands.txt. A level whose windows never agree within 20 % is measured
     once more at 100 % and marked stable=False in the table. Raises
     PerfAnalyzerError with perf_analyzer's own output.
@@ -149,6 +157,8 @@ def run_perf_analyzer(model: str, url: str, out_dir: Path, concurrencies: Sequen
                                     f"concurrency {concurrency}:\n{(result.stdout + result.stderr)[-3000:]}")
         table = read_perf_csv(csv_path)
         table["stable"] = stable
+        if options.get("profile"):
+            table["profile"] = str(csv_path.with_suffix(".json"))
         tables.append(table)
     table = pd.concat(tables, ignore_index=True)
     if label:

@@ -213,3 +213,27 @@ def plot_lines(series: dict[str, Sequence[float]], xlabel: str, ylabel: str, tit
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_llm_metrics(table, title: str) -> Figure:
+    """TTFT, ITL, output tokens/s and goodput against concurrency, one line per `setup`.
+
+    `table` is what llm_metrics.llm_table() returns. Introduced in 15_continuous_batching.
+    """
+    panels = [("TTFT p50 ms", "time to first token, p50 (ms)", True), ("ITL p50 ms", "inter-token latency, p50 (ms)", False),
+              ("output tokens/s", "output tokens / second", False), ("goodput req/s", "goodput (requests/s within the SLO)", False)]
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4))
+    plt.close(fig)
+    for ax, (column, label, log_scale) in zip(axes, panels):
+        for setup, rows in table.groupby("setup", sort=False):
+            ax.plot(rows["concurrency"], rows[column], marker="o", label=setup)
+        ax.set_xlabel("concurrency")
+        ax.set_ylabel(label)
+        ax.set_xscale("log", base=2)
+        if log_scale:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

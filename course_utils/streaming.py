@@ -29,7 +29,7 @@ ZEN_WEIGHTS = ("zen_lm", 0, 300)   # name, seed, steps of the shipped model the 
 
 ZEN_CONFIG = """name: "{name}"
 backend: "python"
-max_batch_size: 0
+max_batch_size: {max_batch_size}
 model_transaction_policy {{ decoupled: true }}
 input [
   {{ name: "text_input", data_type: TYPE_STRING, dims: [ 1 ] }},
@@ -40,30 +40,47 @@ input [
 ]
 output [ {{ name: "text_output", data_type: TYPE_STRING, dims: [ 1 ] }} ]
 instance_group [ {{ count: 1, kind: KIND_CPU }} ]
-{parameters}"""
+{batching}{parameters}"""
+
+# How the model's requests are scheduled (lesson 15): max_batch_size, the scheduler block, model.py's parameters.
+BATCHING = {
+    "none": (0, "", {}),                                             # one request at a time
+    "static": (8, "dynamic_batching { }\n", {}),                     # a batch decodes until its last is done
+    "continuous": (0, "", {"scheduler": "continuous"}),              # a loop in model.py refills slots each step
+    "iterative": (8, "sequence_batching {\n  iterative_sequence: true\n  oldest { max_candidate_sequences: 8 }\n}\n",
+                  {}),                                               # Triton re-forms the batch each step
+}
 
 
-def zen_config(name: str = "zen", parameters: Mapping[str, object] | None = None) -> str:
+def zen_config(name: str = "zen", parameters: Mapping[str, object] | None = None, batching: str = "none") -> str:
     """The config.pbtxt text of a streaming (decoupled) language-model model, with model.py's parameters.
 
+    `batching` is "none" (one request at a time), "static" (a dynamic batcher: the requests of a
+    batch decode together until the last is done), "continuous" (model.py's own loop: waiting requests
+    join between any two steps) or "iterative" (Triton's iterative sequence batcher does that).
     Internal helper: no lesson calls it.
     """
+    if batching not in BATCHING:
+        raise ValueError(f"batching={batching!r}: use one of {sorted(BATCHING)}")
+    max_batch_size, scheduler, own_parameters = BATCHING[batching]
     lines = [f'parameters {{ key: "{key}" value {{ string_value: "{value}" }} }}'
-             for key, value in (parameters or {}).items()]
-    return ZEN_CONFIG.format(name=name, parameters="\n".join(lines) + ("\n" if lines else ""))
+             for key, value in {**own_parameters, **(parameters or {})}.items()]
+    return ZEN_CONFIG.format(name=name, max_batch_size=max_batch_size, batching=scheduler,
+                             parameters="\n".join(lines) + ("\n" if lines else ""))
 
 
 def write_zen_model(repository: Path, name: str = "zen", parameters: Mapping[str, object] | None = None,
-                    model_file: Path = ZEN_MODEL) -> Path:
+                    model_file: Path = ZEN_MODEL, batching: str = "none") -> Path:
     """Write the model folder `repository/name`: config.pbtxt and version 1 (model.py and what it loads).
 
-    `model_file` is the model.py to serve (the course's, unless an exercise gives its own).
+    `model_file` is the model.py to serve (the course's, unless an exercise gives its own); `batching`
+    is how Triton schedules it (zen_config).
     Introduced in 14_streaming.
     """
     folder = Path(repository) / name
     version = folder / "1"
     version.mkdir(parents=True, exist_ok=True)
-    (folder / "config.pbtxt").write_text(zen_config(name, parameters))
+    (folder / "config.pbtxt").write_text(zen_config(name, parameters, batching))
     shutil.copy(model_file, version / "model.py")
     _copy_model_files(version, weights_name="zen_lm.pt")
     return folder

@@ -239,3 +239,44 @@ def test_a_kernel_killed_with_streams_in_flight_leaves_no_server_behind(tmp_path
     while leftovers() and time.monotonic() - killed < 30:
         time.sleep(0.2)
     assert not leftovers(), f"left {time.monotonic() - killed:.1f} s after kill -9: {leftovers()}"
+
+
+def test_continuous_and_iterative_batching_give_each_request_the_text_it_gets_alone(tmp_path):
+    """Lesson 15's schedulers: sequences join and leave between steps, and no answer changes; bad input and
+    cancellation work as in the one-at-a-time model."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from course_utils.language_model import complete, load_language_model
+    from course_utils.servers.triton import TritonServer
+    from course_utils.streaming import write_zen_model
+
+    lm = load_language_model()
+    write_zen_model(tmp_path / "repo", "continuous", parameters={"slots": 4}, batching="continuous")
+    write_zen_model(tmp_path / "repo", "iterative", parameters={"slots": 8}, batching="iterative")
+    asks = [("Beautiful is", 40, 0.0, 0), ("Errors should", 6, 0.0, 0), ("Although", 25, 0.7, 5),
+            ("Flat is", 12, 0.0, 0), ("If the", 33, 1.0, 2), ("Now is", 3, 0.0, 0)]   # 6 requests, 4 slots
+    with TritonServer(tmp_path / "repo", tmp_path / "server", models=["continuous", "iterative"]) as server:
+        for model in ("continuous", "iterative"):
+            url = f"http://{server.http_url}/v2/models/{model}/generate_stream"
+
+            def ask(args):
+                prompt, tokens, temperature, seed = args
+                body = {"text_input": prompt, "max_tokens": tokens, "temperature": temperature, "seed": seed,
+                        "ignore_eos": True}
+                with requests.post(url, json=body, stream=True, timeout=60) as answer:
+                    return stream_text(answer)
+
+            with ThreadPoolExecutor(len(asks)) as pool:
+                streamed = list(pool.map(ask, asks))
+            alone = [(complete(lm, p, t, temperature=temp, seed=s, stop_at_eos=False), []) for p, t, temp, s in asks]
+            assert streamed == alone, model
+            answer = requests.post(url, json={"text_input": "", "max_tokens": 3}, timeout=30)
+            assert answer.status_code == 400 and "empty" in answer.text, (model, answer.text)
+        with requests.post(f"http://{server.http_url}/v2/models/continuous/generate_stream", stream=True, timeout=30,
+                           json={"text_input": "Beautiful is", "max_tokens": 100, "ignore_eos": True}) as answer:
+            next(line for line in answer.iter_lines() if line)   # the client goes away after one piece
+        time.sleep(0.5)
+        counts = [int(n) for n in re.findall(r"after (\d+) tokens", server.log_tail(grep="cancelled by its client"))]
+        assert counts and counts[-1] < 10, counts
+        statistics = requests.get(f"http://{server.http_url}/v2/models/iterative/stats", timeout=10).json()
+        assert statistics["model_stats"][0]["execution_count"] < sum(t for _, t, _, _ in asks), "steps were shared"

@@ -1,0 +1,99 @@
+"""The numbers LLM users compare, computed from perf_analyzer's profile export the way genai-perf computes them.
+
+perf_analyzer streams requests to a decoupled model and records, per request, when it was sent and
+when each response arrived (`--profile-export-file`); genai-perf and AIPerf compute their LLM metrics
+from exactly such records. The definitions (NVIDIA's genai-perf / AIPerf metrics reference):
+
+* time to first token (TTFT): from sending the request to its first response that holds text;
+* end-to-end latency (e2e): from sending the request to its last response;
+* inter-token latency (ITL) of a request: (e2e - TTFT) / (output tokens - 1), the mean gap between
+  tokens after the first;
+* output tokens: the tokens of the request's whole streamed text, counted with the model's tokenizer;
+* output token throughput and request throughput: over the measured span (the first send to the
+  last response): tokens/s and requests/s;
+* goodput: requests/s that met the service-level objective (SLO), here a TTFT and an ITL bound.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class SLO:
+    """A service-level objective per request: the first token within `ttft_ms`, then tokens `itl_ms` apart.
+
+    Introduced in 15_continuous_batching.
+    """
+
+    ttft_ms: float
+    itl_ms: float
+
+    def met(self, requests: pd.DataFrame) -> pd.Series:
+        """Which requests (rows of request_metrics) met it."""
+        return (requests["ttft_ms"] <= self.ttft_ms) & (requests["itl_ms"].fillna(0) <= self.itl_ms)
+
+
+def request_metrics(profile: Path, tokenizer: "Tokenizer") -> pd.DataFrame:
+    """One row per request of a perf_analyzer profile export: ttft_ms, e2e_ms, itl_ms, output_tokens, sent_s, done_s.
+
+    Internal helper: no lesson calls it.
+    """
+    experiment = json.loads(Path(profile).read_text())["experiments"][0]
+    rows = []
+    for request in experiment["requests"]:
+        times = request["response_timestamps"]
+        texts = [(output or {}).get("text_output", "") or "" for output in request.get("response_outputs", [])]
+        with_text = [t for t, text in zip(times, texts) if text]
+        if not with_text:
+            continue   # a request that streamed no text has no first token
+        tokens = len(tokenizer.encode("".join(texts)).ids)
+        ttft = (with_text[0] - request["timestamp"]) / 1e6
+        e2e = (times[-1] - request["timestamp"]) / 1e6
+        rows.append({"ttft_ms": ttft, "e2e_ms": e2e, "output_tokens": tokens,
+                     "itl_ms": (e2e - ttft) / (tokens - 1) if tokens > 1 else np.nan,
+                     "sent_s": request["timestamp"] / 1e9, "done_s": times[-1] / 1e9})
+    return pd.DataFrame(rows)
+
+
+def summary(requests: pd.DataFrame, slo: SLO) -> dict[str, float]:
+    """The percentiles and rates of one measurement (one concurrency level of one deployment).
+
+    Internal helper: no lesson calls it.
+    """
+    span = requests["done_s"].max() - requests["sent_s"].min()
+    return {"requests": len(requests),
+            "TTFT p50 ms": requests["ttft_ms"].median(), "TTFT p95 ms": requests["ttft_ms"].quantile(0.95),
+            "ITL p50 ms": requests["itl_ms"].median(), "ITL p95 ms": requests["itl_ms"].quantile(0.95),
+            "e2e p50 ms": requests["e2e_ms"].median(),
+            "output tokens/s": requests["output_tokens"].sum() / span, "requests/s": len(requests) / span,
+            "goodput req/s": slo.met(requests).sum() / span}
+
+
+def llm_table(measured: pd.DataFrame, tokenizer: "Tokenizer", slo: SLO) -> pd.DataFrame:
+    """The LLM metrics of every row of run_perf_analyzer(..., profile=True) tables (columns setup, concurrency, profile).
+
+    Introduced in 15_continuous_batching.
+    """
+    rows = [{"setup": row.setup, "concurrency": row.concurrency,
+             **summary(request_metrics(Path(row.profile), tokenizer), slo)} for row in measured.itertuples()]
+    return pd.DataFrame(rows)
+
+
+def workload(path: Path, prompts: Sequence[str], lengths: Sequence[int], count: int, seed: int = 0) -> Path:
+    """Write perf_analyzer's --input-data JSON: `count` requests, each a prompt and a max_tokens drawn (seeded).
+
+    Every request sets ignore_eos, so that it asks for exactly its max_tokens (as LLM benchmarks do).
+    Introduced in 15_continuous_batching.
+    """
+    rng = np.random.default_rng(seed)
+    data = [{"text_input": {"content": [str(rng.choice(prompts))], "shape": [1]},
+             "max_tokens": [int(rng.choice(lengths))], "ignore_eos": [True]} for _ in range(count)]
+    Path(path).write_text(json.dumps({"data": data}, indent=1))
+    return Path(path)
