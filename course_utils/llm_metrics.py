@@ -1,17 +1,20 @@
 """The numbers LLM users compare, computed from perf_analyzer's profile export the way genai-perf computes them.
 
 perf_analyzer streams requests to a decoupled model and records, per request, when it was sent and
-when each response arrived (`--profile-export-file`); genai-perf and AIPerf compute their LLM metrics
-from exactly such records. The definitions (NVIDIA's genai-perf / AIPerf metrics reference):
+when each response arrived (`--profile-export-file`); genai-perf runs perf_analyzer and computes its
+LLM metrics from that record. The definitions (NVIDIA's genai-perf / AIPerf metrics reference):
 
 * time to first token (TTFT): from sending the request to its first response that holds text;
 * end-to-end latency (e2e): from sending the request to its last response;
 * inter-token latency (ITL) of a request: (e2e - TTFT) / (output tokens - 1), the mean gap between
-  tokens after the first;
+  tokens after the first (none for a one-token answer, which therefore meets any ITL bound);
 * output tokens: the tokens of the request's whole streamed text, counted with the model's tokenizer;
 * output token throughput and request throughput: over the measured span (the first send to the
   last response): tokens/s and requests/s;
 * goodput: requests/s that met the service-level objective (SLO), here a TTFT and an ITL bound.
+A request that streamed no text (its only response was an error) counts as a request and an error,
+and never meets the SLO. The profile export holds every measurement window perf_analyzer ran, so a
+level's numbers cover more requests than one window's request count.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import pandas as pd
 
 @dataclass(frozen=True)
 class SLO:
-    """A service-level objective per request: the first token within `ttft_ms`, then tokens `itl_ms` apart.
+    """A service-level objective per request: the first token within `ttft_ms`, then tokens `itl_ms` apart on average.
 
     Introduced in 15_continuous_batching.
     """
@@ -36,12 +39,12 @@ class SLO:
     itl_ms: float
 
     def met(self, requests: pd.DataFrame) -> pd.Series:
-        """Which requests (rows of request_metrics) met it."""
-        return (requests["ttft_ms"] <= self.ttft_ms) & (requests["itl_ms"].fillna(0) <= self.itl_ms)
+        """Which requests (rows of request_metrics) met it: no error, TTFT and ITL within bounds (a one-token answer has no ITL)."""
+        return ~requests["error"] & (requests["ttft_ms"] <= self.ttft_ms) & (requests["itl_ms"].fillna(0) <= self.itl_ms)
 
 
 def request_metrics(profile: Path, tokenizer: "Tokenizer") -> pd.DataFrame:
-    """One row per request of a perf_analyzer profile export: ttft_ms, e2e_ms, itl_ms, output_tokens, sent_s, done_s.
+    """One row per request of a perf_analyzer profile export: ttft_ms, e2e_ms, itl_ms, output_tokens, error, sent_s, done_s.
 
     Internal helper: no lesson calls it.
     """
@@ -51,14 +54,12 @@ def request_metrics(profile: Path, tokenizer: "Tokenizer") -> pd.DataFrame:
         times = request["response_timestamps"]
         texts = [(output or {}).get("text_output", "") or "" for output in request.get("response_outputs", [])]
         with_text = [t for t, text in zip(times, texts) if text]
-        if not with_text:
-            continue   # a request that streamed no text has no first token
         tokens = len(tokenizer.encode("".join(texts)).ids)
-        ttft = (with_text[0] - request["timestamp"]) / 1e6
-        e2e = (times[-1] - request["timestamp"]) / 1e6
+        ttft = (with_text[0] - request["timestamp"]) / 1e6 if with_text else np.nan
+        e2e = (times[-1] - request["timestamp"]) / 1e6 if times else np.nan
         rows.append({"ttft_ms": ttft, "e2e_ms": e2e, "output_tokens": tokens,
-                     "itl_ms": (e2e - ttft) / (tokens - 1) if tokens > 1 else np.nan,
-                     "sent_s": request["timestamp"] / 1e9, "done_s": times[-1] / 1e9})
+                     "itl_ms": (e2e - ttft) / (tokens - 1) if tokens > 1 else np.nan, "error": not with_text,
+                     "sent_s": request["timestamp"] / 1e9, "done_s": times[-1] / 1e9 if times else np.nan})
     return pd.DataFrame(rows)
 
 
@@ -68,7 +69,7 @@ def summary(requests: pd.DataFrame, slo: SLO) -> dict[str, float]:
     Internal helper: no lesson calls it.
     """
     span = requests["done_s"].max() - requests["sent_s"].min()
-    return {"requests": len(requests),
+    return {"requests": len(requests), "errors": int(requests["error"].sum()),
             "TTFT p50 ms": requests["ttft_ms"].median(), "TTFT p95 ms": requests["ttft_ms"].quantile(0.95),
             "ITL p50 ms": requests["itl_ms"].median(), "ITL p95 ms": requests["itl_ms"].quantile(0.95),
             "e2e p50 ms": requests["e2e_ms"].median(),
@@ -81,7 +82,7 @@ def llm_table(measured: pd.DataFrame, tokenizer: "Tokenizer", slo: SLO) -> pd.Da
 
     Introduced in 15_continuous_batching.
     """
-    rows = [{"setup": row.setup, "concurrency": row.concurrency,
+    rows = [{"setup": row.setup, "concurrency": row.concurrency, "stable": row.stable,
              **summary(request_metrics(Path(row.profile), tokenizer), slo)} for row in measured.itertuples()]
     return pd.DataFrame(rows)
 

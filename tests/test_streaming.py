@@ -251,7 +251,7 @@ def test_continuous_and_iterative_batching_give_each_request_the_text_it_gets_al
     from course_utils.streaming import write_zen_model
 
     lm = load_language_model()
-    write_zen_model(tmp_path / "repo", "continuous", parameters={"slots": 4}, batching="continuous")
+    write_zen_model(tmp_path / "repo", "continuous", parameters={"slots": 4, "step_delay_ms": 10}, batching="continuous")
     write_zen_model(tmp_path / "repo", "iterative", parameters={"slots": 8}, batching="iterative")
     asks = [("Beautiful is", 40, 0.0, 0), ("Errors should", 6, 0.0, 0), ("Although", 25, 0.7, 5),
             ("Flat is", 12, 0.0, 0), ("If the", 33, 1.0, 2), ("Now is", 3, 0.0, 0)]   # 6 requests, 4 slots
@@ -277,6 +277,6 @@ def test_continuous_and_iterative_batching_give_each_request_the_text_it_gets_al
             next(line for line in answer.iter_lines() if line)   # the client goes away after one piece
         time.sleep(0.5)
         counts = [int(n) for n in re.findall(r"after (\d+) tokens", server.log_tail(grep="cancelled by its client"))]
-        assert counts and counts[-1] < 10, counts
+        assert counts and counts[-1] < 20, counts   # of 100, with steps of 10 ms or more
         statistics = requests.get(f"http://{server.http_url}/v2/models/iterative/stats", timeout=10).json()
         assert statistics["model_stats"][0]["execution_count"] < sum(t for _, t, _, _ in asks), "steps were shared"

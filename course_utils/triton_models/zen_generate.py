@@ -22,8 +22,8 @@ How it schedules is the config's choice, with the same code:
 * with `sequence_batching { iterative_sequence: true }` (lesson 15), execute() runs ONE step for the
   requests it is given and hands back those not done (`set_release_flags(RESCHEDULE)`): Triton forms
   the next batch from them and from new requests. Triton's sequence batcher gives each such request a
-  correlation ID, which keys its state here. (A client that sends sequence flags, as perf_analyzer does
-  for any sequence-batched model, ends the sequence with its END flag at the first step.)
+  correlation ID (when the client sends none), which keys its state here. A rescheduled request that
+  Triton drops while it waits for its next step is not noticed: its slot stays taken.
 
 What the model owes each client:
 * a request it cannot serve (no prompt, not UTF-8, empty, too long, an option out of range) gets one
@@ -121,9 +121,36 @@ class TritonPythonModel:
                     admitted = self.waiting.get(timeout=0.1) if not running else self.waiting.get_nowait()
                 except queue.Empty:
                     break
-                running.append(self._begin(admitted))
-            if running:
-                running = self._step(running)
+                stream = self._begin_waiting(admitted)
+                if stream:
+                    running.append(stream)
+            try:
+                running = self._step(running) if running else []
+            except Exception as error:  # noqa: BLE001 - the loop serves everyone: it must never stop on one fault
+                for stream in running:
+                    self._close(stream, self._error(f"the scheduler failed: {error}", pb_utils.TritonError.INTERNAL),
+                                "failed")
+                running = []
+        # the model is unloading: every stream still open ends with a reason, none is left hanging
+        gone = self._error("the model is unloading", pb_utils.TritonError.UNAVAILABLE)
+        for stream in running:
+            self._close(stream, gone, "failed")
+        while not self.waiting.empty():
+            self.waiting.get_nowait()[1].send(gone, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+
+    def _begin_waiting(self, admitted):
+        """A waiting request's Stream, or None after answering it (cancelled while it waited, or it cannot start)."""
+        request, sender = admitted[0], admitted[1]
+        if request.is_cancelled():
+            sender.send(self._error("the request was cancelled", pb_utils.TritonError.CANCELLED),
+                        flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+            return None
+        try:
+            return self._begin(admitted)
+        except Exception as error:  # noqa: BLE001 - this request fails, the loop goes on
+            sender.send(self._error(f"the model could not start this request ({error})", pb_utils.TritonError.INTERNAL),
+                        flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+            return None
 
     def _admit(self, request):
         """(request, sender, prompt ids, options); or None after answering the error that says why it cannot be served."""
