@@ -43,6 +43,22 @@ class SLO:
         return ~requests["error"] & (requests["ttft_ms"] <= self.ttft_ms) & (requests["itl_ms"].fillna(0) <= self.itl_ms)
 
 
+def response_text(output: dict | None) -> str:
+    """The text of one recorded response: Triton's `text_output`, or the choices' text of OpenAI server-sent events.
+
+    Internal helper: no lesson calls it.
+    """
+    output = output or {}
+    if "text_output" in output:
+        return output["text_output"] or ""
+    text = ""
+    for line in (output.get("response") or "").splitlines():   # perf_analyzer --service-kind openai
+        if line.startswith("data:") and line[len("data:"):].strip() != "[DONE]":
+            event = json.loads(line[len("data:"):])
+            text += "".join(choice.get("text", "") for choice in event.get("choices", []))
+    return text
+
+
 def request_metrics(profile: Path, tokenizer: "Tokenizer") -> pd.DataFrame:
     """One row per request of a perf_analyzer profile export: ttft_ms, e2e_ms, itl_ms, output_tokens, error, sent_s, done_s.
 
@@ -52,7 +68,7 @@ def request_metrics(profile: Path, tokenizer: "Tokenizer") -> pd.DataFrame:
     rows = []
     for request in experiment["requests"]:
         times = request["response_timestamps"]
-        texts = [(output or {}).get("text_output", "") or "" for output in request.get("response_outputs", [])]
+        texts = [response_text(output) for output in request.get("response_outputs", [])]
         with_text = [t for t, text in zip(times, texts) if text]
         tokens = len(tokenizer.encode("".join(texts)).ids)
         ttft = (with_text[0] - request["timestamp"]) / 1e6 if with_text else np.nan
@@ -87,14 +103,22 @@ def llm_table(measured: pd.DataFrame, tokenizer: "Tokenizer", slo: SLO) -> pd.Da
     return pd.DataFrame(rows)
 
 
-def workload(path: Path, prompts: Sequence[str], lengths: Sequence[int], count: int, seed: int = 0) -> Path:
+def workload(path: Path, prompts: Sequence[str], lengths: Sequence[int], count: int, seed: int = 0,
+             openai_model: str | None = None) -> Path:
     """Write perf_analyzer's --input-data JSON: `count` requests, each a prompt and a max_tokens drawn (seeded).
 
     Every request sets ignore_eos, so that it asks for exactly its max_tokens (as LLM benchmarks do).
+    With `openai_model`, each request is the JSON body of a streamed OpenAI completion for that model
+    (for `--service-kind openai`, as genai-perf writes it); else Triton's inputs.
     Introduced in 15_continuous_batching.
     """
     rng = np.random.default_rng(seed)
-    data = [{"text_input": {"content": [str(rng.choice(prompts))], "shape": [1]},
-             "max_tokens": [int(rng.choice(lengths))], "ignore_eos": [True]} for _ in range(count)]
+    drawn = [(str(rng.choice(prompts)), int(rng.choice(lengths))) for _ in range(count)]
+    if openai_model:
+        data = [{"payload": [{"model": openai_model, "prompt": prompt, "max_tokens": length, "temperature": 0,
+                              "ignore_eos": True, "stream": True}]} for prompt, length in drawn]
+    else:
+        data = [{"text_input": {"content": [prompt], "shape": [1]}, "max_tokens": [length], "ignore_eos": [True]}
+                for prompt, length in drawn]
     Path(path).write_text(json.dumps({"data": data}, indent=1))
     return Path(path)

@@ -96,7 +96,7 @@ def perf_analyzer_command(model: str, url: str, csv_path: Path, *, concurrency: 
     if input_data is not None:
         command += ["--input-data", str(input_data)]
     if profile_export is not None:
-        command += ["--streaming", "--profile-export-file", str(profile_export)]
+        command += (["--streaming"] if service_kind == "triton" else []) + ["--profile-export-file", str(profile_export)]
     return command + list(extra)
 
 
@@ -153,8 +153,10 @@ def run_perf_analyzer(model: str, url: str, out_dir: Path, concurrencies: Sequen
             result = _run_once(model, url, csv_path, concurrency, env, out_dir,
                                {**options, "stability_percentage": LENIENT})
         if result.returncode != 0 or not csv_path.exists():
+            output = result.stdout + result.stderr
+            errors = [line for line in output.splitlines() if line.startswith("Error")]   # above its usage text
             raise PerfAnalyzerError(f"perf_analyzer exited with {result.returncode} and wrote no CSV for {model!r} at "
-                                    f"concurrency {concurrency}:\n{(result.stdout + result.stderr)[-3000:]}")
+                                    f"concurrency {concurrency}:\n" + "\n".join(errors[:3] or [output[-3000:]]))
         table = read_perf_csv(csv_path)
         table["stable"] = stable
         if options.get("profile"):

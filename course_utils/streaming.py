@@ -96,19 +96,20 @@ def _copy_model_files(folder: Path, weights_name: str) -> list[Path]:
 
 
 def archive_zen(store: Path, files: Path, name: str = "zen", handler_settings: Mapping[str, object] | None = None,
-                settings: Mapping[str, object] | None = None) -> Archive:
-    """Archive the language model for TorchServe with the streaming handler (the real torch-model-archiver).
+                settings: Mapping[str, object] | None = None, handler: str = "zen_stream_handler") -> Archive:
+    """Archive the language model for TorchServe with a handler of the course (the real torch-model-archiver).
 
     `files` is a folder for what goes into the archive; `handler_settings` become model-config.yaml's
     `handler:` section (max_prompt_tokens, max_tokens_limit, step_delay_ms), `settings` its top level
-    (e.g. batchSize, continuousBatching). Introduced in 14_streaming.
+    (e.g. batchSize, continuousBatching); `handler` is zen_stream_handler (lesson 14) or
+    zen_openai_handler (lesson 16). Introduced in 14_streaming.
     """
     files = Path(files)
     files.mkdir(parents=True, exist_ok=True)
     code, weights, tokenizer = _copy_model_files(files, weights_name="zen_lm.pt")
     config = {**(settings or {}), "handler": dict(handler_settings or {})}
     (files / "model-config.yaml").write_text(json.dumps(config, indent=2))   # JSON is YAML
-    return archive_model(name, weights, handler_file("zen_stream_handler"), store,
+    return archive_model(name, weights, handler_file(handler), store,
                          extra_files=[code, tokenizer, handler_file("batch_safe")],
                          config_file=files / "model-config.yaml")
 

@@ -41,7 +41,7 @@ def lesson_cell(notebook: str, marker: str) -> tuple[str, str]:
 
 
 def language_model() -> None:
-    """What lesson 13 prints from the shipped language model: greedy and seeded sampled text, next-token odds."""
+    """What lessons 13 and 16 print from the shipped language model: greedy and seeded sampled text, next-token odds."""
     from course_utils.language_model import complete, load_language_model
 
     lm = load_language_model()
@@ -49,6 +49,7 @@ def language_model() -> None:
         print(f"greedy {prompt!r}: {complete(lm, prompt, max_tokens=40, stop_at_eos=False)!r}")
     for seed in range(3):
         print(f"sampled seed {seed}: {complete(lm, 'Errors should', 30, temperature=1.0, seed=seed, stop_at_eos=False)!r}")
+    print(f"lesson 16's sample: {complete(lm, 'Special cases', 20, temperature=1.0, seed=7)!r}")
     for text in ["Readability counts.<|endoftext|>", "Errors should"]:
         with torch.inference_mode():
             ids = lm.tokenizer.encode(text).ids

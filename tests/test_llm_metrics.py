@@ -52,3 +52,27 @@ def test_a_workload_is_seeded_and_asks_for_exact_lengths(tmp_path):
     again = json.loads(workload(tmp_path / "b.json", ["Flat is", "Now is"], [8, 64], count=20, seed=3).read_text())
     assert first == again and len(first["data"]) == 20
     assert all(r["ignore_eos"] == [True] and r["max_tokens"][0] in (8, 64) for r in first["data"])
+
+
+def test_openai_server_sent_events_are_read_as_their_text():
+    from course_utils.llm_metrics import response_text
+
+    events = ('data: {"choices": [{"index": 0, "text": " better", "finish_reason": null}]}\n\n'
+              'data: {"choices": [{"index": 0, "text": " than", "finish_reason": null}]}\n\n')
+    assert response_text({"response": events}) == " better than"
+    assert response_text({"response": 'data: {"choices": [{"text": "", "finish_reason": "stop"}]}\n\ndata: [DONE]\n\n'}) == ""
+    assert response_text({"response": 'data: {"error": {"message": "generation failed"}}\n\n'}) == ""
+    assert response_text({"text_output": "Triton's"}) == "Triton's" and response_text(None) == ""
+
+
+def test_an_openai_workload_holds_the_same_requests_as_bodies(tmp_path):
+    import json
+
+    from course_utils.llm_metrics import workload
+
+    triton = json.loads(workload(tmp_path / "t.json", ["a b", "c d"], [8, 16], 6, seed=3).read_text())["data"]
+    openai = json.loads(workload(tmp_path / "o.json", ["a b", "c d"], [8, 16], 6, seed=3, openai_model="zen").read_text())["data"]
+    assert [(r["text_input"]["content"][0], r["max_tokens"][0]) for r in triton] == \
+           [(r["payload"][0]["prompt"], r["payload"][0]["max_tokens"]) for r in openai]
+    assert all(r["payload"][0]["stream"] and r["payload"][0]["ignore_eos"] and r["payload"][0]["model"] == "zen"
+               for r in openai)
