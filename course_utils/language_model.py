@@ -276,6 +276,7 @@ def next_token(logits: torch.Tensor, temperature: float, generator: torch.Genera
 
 # A request's options, and their values when the client leaves one out.
 DEFAULTS = {"max_tokens": 32, "temperature": 0.0, "seed": 0, "ignore_eos": False}
+MIN_TEMPERATURE = 0.01   # the smallest temperature above 0 a server samples at
 
 
 @dataclass(frozen=True)
@@ -305,6 +306,8 @@ class Limits:
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
                 or not 0.0 <= temperature <= self.max_temperature:   # also refuses NaN
             raise ValueError(f"temperature is {temperature!r}; use a number from 0 (greedy) to {self.max_temperature}")
+        if 0.0 < temperature < MIN_TEMPERATURE:   # logits / 1e-310 overflow: softmax gives NaN and sampling fails
+            raise ValueError(f"temperature is {temperature!r}; use 0 for greedy decoding, or at least {MIN_TEMPERATURE}")
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
             raise ValueError(f"seed is {seed!r}; use an integer from 0 to 2**63 - 1")
         if not isinstance(values["ignore_eos"], bool):

@@ -43,20 +43,35 @@ class SLO:
         return ~requests["error"] & (requests["ttft_ms"] <= self.ttft_ms) & (requests["itl_ms"].fillna(0) <= self.itl_ms)
 
 
-def response_text(output: dict | None) -> str:
-    """The text of one recorded response: Triton's `text_output`, or the choices' text of OpenAI server-sent events.
+def response_texts(outputs: Sequence[dict | None]) -> list[str]:
+    """The text each recorded response of one request carries: Triton's `text_output`, or OpenAI's answer.
 
+    OpenAI answers are server-sent events (`data: {...}` lines, a blank line after each event; an event
+    split across two responses counts when it is complete) or, not streamed, one JSON body.
     Internal helper: no lesson calls it.
     """
-    output = output or {}
-    if "text_output" in output:
-        return output["text_output"] or ""
-    text = ""
-    for line in (output.get("response") or "").splitlines():   # perf_analyzer --service-kind openai
-        if line.startswith("data:") and line[len("data:"):].strip() != "[DONE]":
-            event = json.loads(line[len("data:"):])
-            text += "".join(choice.get("text", "") for choice in event.get("choices", []))
-    return text
+    texts, pending = [], ""
+    for output in outputs:
+        output = output or {}
+        if "text_output" in output:
+            texts.append(output["text_output"] or "")
+            continue
+        pending += output.get("response") or ""   # perf_analyzer --service-kind openai
+        if pending.lstrip().startswith("{"):       # a whole JSON answer (not streamed)
+            texts.append(_choices_text(pending))
+            pending = ""
+            continue
+        *events, pending = pending.split("\n\n")
+        texts.append("".join(_choices_text(event[len("data:"):]) for event in events
+                             if event.startswith("data:") and event[len("data:"):].strip() != "[DONE]"))
+    return texts
+
+
+def _choices_text(event: str) -> str:
+    try:
+        return "".join(choice.get("text", "") for choice in json.loads(event).get("choices", []))
+    except (ValueError, AttributeError):   # not JSON, or not an object: no text
+        return ""
 
 
 def request_metrics(profile: Path, tokenizer: "Tokenizer") -> pd.DataFrame:
@@ -68,7 +83,7 @@ def request_metrics(profile: Path, tokenizer: "Tokenizer") -> pd.DataFrame:
     rows = []
     for request in experiment["requests"]:
         times = request["response_timestamps"]
-        texts = [response_text(output) for output in request.get("response_outputs", [])]
+        texts = response_texts(request.get("response_outputs", []))
         with_text = [t for t, text in zip(times, texts) if text]
         tokens = len(tokenizer.encode("".join(texts)).ids)
         ttft = (with_text[0] - request["timestamp"]) / 1e6 if with_text else np.nan

@@ -124,7 +124,7 @@ def _run_once(model: str, url: str, csv_path: Path, concurrency: int, env: dict[
     options = {**{k: v for k, v in options.items() if k != "profile"}, "profile_export": profile}
     command = perf_analyzer_command(model, url, csv_path, concurrency=concurrency, **options)
     with open(out_dir / "commands.txt", "a") as log:
-        log.write(shlex.join(command) + "\n")
+        log.write(re.sub(r"(Bearer )[^\s']+", r"\1<key>", shlex.join(command)) + "\n")   # no secret in a file
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -134,7 +134,7 @@ def run_perf_analyzer(model: str, url: str, out_dir: Path, concurrencies: Sequen
 
     Keyword `options` go to perf_analyzer_command(); `profile=True` streams and keeps each level's
     profile export (column `profile`: its path). The commands run are kept in
-    out_dir/commands.txt. A level whose windows never agree within 20 % is measured
+    out_dir/commands.txt (a bearer key as <key>). A level whose windows never agree within 20 % is measured
     once more at 100 % and marked stable=False in the table. Raises
     PerfAnalyzerError with perf_analyzer's own output.
 

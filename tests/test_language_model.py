@@ -94,3 +94,14 @@ def test_the_cache_size_is_layers_heads_positions_and_dims(lm):
     config = lm.model.config
     assert KVCache(config, slots=2).megabytes() == pytest.approx(
         2 * 2 * config.layers * config.heads * config.max_context * (config.dim // config.heads) * 4 / 1e6)
+
+
+def test_limits_refuse_a_temperature_that_would_break_sampling(lm):
+    from course_utils.language_model import Limits, next_token
+
+    with pytest.raises(ValueError, match="use 0 for greedy decoding, or at least 0.01"):
+        Limits().check(lm.tokenizer, "Beautiful is", {"temperature": 1e-310})
+    logits = lm.model(torch.tensor([lm.tokenizer.encode("Beautiful is").ids]))[0, -1]
+    with pytest.raises(RuntimeError):   # what a server would meet without the check
+        next_token(logits.detach(), 1e-310, torch.Generator().manual_seed(0))
+    assert next_token(logits.detach(), 0.01, torch.Generator().manual_seed(0)) == int(logits.argmax())

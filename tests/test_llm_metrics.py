@@ -55,14 +55,18 @@ def test_a_workload_is_seeded_and_asks_for_exact_lengths(tmp_path):
 
 
 def test_openai_server_sent_events_are_read_as_their_text():
-    from course_utils.llm_metrics import response_text
+    from course_utils.llm_metrics import response_texts
 
-    events = ('data: {"choices": [{"index": 0, "text": " better", "finish_reason": null}]}\n\n'
-              'data: {"choices": [{"index": 0, "text": " than", "finish_reason": null}]}\n\n')
-    assert response_text({"response": events}) == " better than"
-    assert response_text({"response": 'data: {"choices": [{"text": "", "finish_reason": "stop"}]}\n\ndata: [DONE]\n\n'}) == ""
-    assert response_text({"response": 'data: {"error": {"message": "generation failed"}}\n\n'}) == ""
-    assert response_text({"text_output": "Triton's"}) == "Triton's" and response_text(None) == ""
+    def event(text: str, reason: str | None = None) -> str:
+        return 'data: {"choices": [{"index": 0, "text": "%s", "finish_reason": %s}]}\n\n' % (text, json.dumps(reason))
+
+    assert response_texts([{"response": event(" better") + event(" than")}]) == [" better than"]
+    assert response_texts([{"response": event("") + "data: [DONE]\n\n"}]) == [""]
+    assert response_texts([{"response": 'data: {"error": {"message": "generation failed"}}\n\n'}]) == [""]
+    split = event(" better")
+    assert response_texts([{"response": split[:20]}, {"response": split[20:]}]) == ["", " better"]
+    assert response_texts([{"response": '{"choices": [{"text": " better than ugly."}], "usage": {}}'}]) == [" better than ugly."]
+    assert response_texts([{"text_output": "Triton's"}, None]) == ["Triton's", ""]
 
 
 def test_an_openai_workload_holds_the_same_requests_as_bodies(tmp_path):

@@ -18,14 +18,19 @@ The protocol, as OpenAI documents it: the body's `prompt` (one string), `max_tok
 `temperature` (default 1), `seed` and `stream`, and vLLM's `ignore_eos` (benchmarks send it to fix
 output lengths); any other field is refused, as are a wrong `model` and a request that is not JSON.
 With `stream: true` the answer is server-sent events, one `text_completion` chunk per piece and
-`data: [DONE]`; without, one JSON object with `usage`. Errors are OpenAI's
-`{"error": {"message", "type", ...}}` with a 4xx status. Introduced in 16_openai_api.
+`data: [DONE]`; without, one JSON object with `usage`. Fields OpenAI has and this server does not
+implement (n, top_p, stop, ...) are accepted at their neutral value only; null means "not given"; no
+seed means a fresh one per call. Errors found before a request's first answer are OpenAI's
+`{"error": {"message", "type", ...}}` with a 4xx status; a fault in a later step (the 200 is sent)
+arrives as an error event of the stream, or as the error body of a 200. Chat completions are not
+served: the course's model is not chat-tuned. Introduced in 16_openai_api.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import secrets
 import time
 import uuid
 
@@ -38,12 +43,16 @@ logger = logging.getLogger(__name__)
 ENDPOINT = "v1/completions"
 FIELDS = {"model", "prompt", "max_tokens", "temperature", "seed", "stream", "ignore_eos"}   # ignore_eos: vLLM's extension
 OPENAI_DEFAULTS = {"max_tokens": 16, "temperature": 1.0}   # OpenAI's, not the course's greedy defaults
+# OpenAI fields this server does not implement, accepted at the value that changes nothing (clients such as
+# LangChain send some of them always); any other value is refused with the reason
+NEUTRAL = {"n": 1, "best_of": 1, "top_p": 1, "frequency_penalty": 0, "presence_penalty": 0, "echo": False,
+           "logprobs": None, "stop": None, "suffix": None, "logit_bias": None, "stream_options": None, "user": None}
 
 
 def openai_error(message: str, status: int) -> str:
     """OpenAI's error body."""
     kind = "invalid_request_error" if status < 500 else "server_error"
-    return json.dumps({"error": {"message": message, "type": kind, "param": None, "code": status}})
+    return json.dumps({"error": {"message": message, "type": kind, "param": None, "code": None}})
 
 
 class ZenOpenAIHandler(BaseHandler):
@@ -88,6 +97,10 @@ class ZenOpenAIHandler(BaseHandler):
                                                     slots=int(settings.get("slots", 8)))
         self.limits = Limits(max_prompt_tokens=int(settings.get("max_prompt_tokens", 128)),
                              max_tokens=int(settings.get("max_tokens_limit", 128)))
+        batch_size = int(context.system_properties.get("batch_size") or 1)
+        if batch_size > self.decoder.cache.slots:   # a step would hold more requests than the KV cache has slots
+            raise ValueError(f"batchSize {batch_size} is more than the model's {self.decoder.cache.slots} KV-cache "
+                             "slots: lower batchSize or raise the handler setting slots")
         self.running: dict[str, ZenOpenAIHandler.Completion] = {}   # TorchServe's request id -> its completion
         self.refused: set[str] = set()   # request ids answered with an error in the last step
         self.ending: set[str] = set()    # request ids whose whole answer went out in the last step
@@ -100,15 +113,21 @@ class ZenOpenAIHandler(BaseHandler):
         body = json_body(row, '{"model": "zen", "prompt": "Beautiful is", "max_tokens": 16}')
         if not isinstance(body, dict):
             raise BadRequest("send a JSON object such as {\"model\": \"zen\", \"prompt\": \"Beautiful is\"}")
-        unknown = sorted(set(body) - FIELDS)
+        body = {key: value for key, value in body.items() if value is not None}   # OpenAI: null is "not given"
+        unknown = sorted(set(body) - FIELDS - set(NEUTRAL))
         if unknown:
             raise BadRequest(f"unsupported field(s) {unknown}; this server reads {sorted(FIELDS)}")
+        for name in sorted(set(body) & set(NEUTRAL)):
+            if name != "user" and body[name] != NEUTRAL[name] and body[name] not in ({}, []):
+                raise BadRequest(f"{name} {body[name]!r} is not supported; this server implements only {name}="
+                                 f"{json.dumps(NEUTRAL[name])}")
         if body.get("model") != self.model_name:
             raise BadRequest(f"the model {body.get('model')!r} does not exist; this endpoint serves "
                              f"{self.model_name!r}", 404)
         if not isinstance(body.get("stream", False), bool):
             raise BadRequest(f"stream is {body['stream']!r}; use true or false")
-        options = {**OPENAI_DEFAULTS, **{k: body[k] for k in ("max_tokens", "temperature", "seed", "ignore_eos") if k in body}}
+        options = {**OPENAI_DEFAULTS, "seed": secrets.randbits(62),   # no seed: each call samples anew
+                   **{k: body[k] for k in ("max_tokens", "temperature", "seed", "ignore_eos") if k in body}}
         try:
             ids, options = self.limits.check(self.tokenizer, body.get("prompt"), options)
             generation = self.decoder.add(ids, options["max_tokens"], options["temperature"], options["seed"],
