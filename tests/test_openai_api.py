@@ -85,6 +85,7 @@ HOSTILE = {   # body -> what the message must name
     b'{"model": "zen", "prompt": "a", "top_p": 0.5}': "top_p",
     b'{"model": "zen", "prompt": "a", "best_of": 3}': "best_of",
     b'{"model": "zen", "prompt": "a", "tools": []}': "unsupported",
+    b'{"model": "zen", "prompt": "a", "stream": true, "stream_options": {"include_usage": "yes"}}': "stream_options",
     b'{"model": "gpt-4o", "prompt": "a"}': "does not exist",
     b'{"model": "zen", "prompt": "\xff\xfe"}': "not valid JSON",
     b"[" * 100000 + b"]" * 100000: "nested too deeply",
@@ -137,6 +138,10 @@ def test_fields_at_openais_neutral_values_and_nulls_are_accepted_and_the_stream_
     assert all(c["object"] == "text_completion" and c["model"] == "zen" for c in chunks)
     assert [c["choices"][0]["finish_reason"] for c in chunks][-1] == "stop"
     assert all(c["choices"][0]["finish_reason"] is None for c in chunks[:-1])
+    with requests.post(url, headers=headers, json={**body, "stream": True, "stream_options": {"include_usage": True}},
+                       stream=True, timeout=30) as streamed:   # as AIPerf and genai-perf ask for it
+        last = json.loads([line for line in streamed.iter_lines() if line][-2][len(b"data: "):])
+    assert last["choices"] == [] and last["usage"]["completion_tokens"] == whole.json()["usage"]["completion_tokens"]
 
 
 def test_an_answer_that_is_its_requests_first_and_last_ends(torchserve):

@@ -15,7 +15,7 @@ frees its KV-cache slot at the next step. Each call gives exactly one answer per
 frontend reads any further message (send_intermediate_predict_response) as the next step's answers.
 
 The protocol, as OpenAI documents it: the body's `prompt` (one string), `max_tokens` (default 16),
-`temperature` (default 1), `seed` and `stream`, and vLLM's `ignore_eos` (benchmarks send it to fix
+`temperature` (default 1), `seed`, `stream` and `stream_options.include_usage`, and vLLM's `ignore_eos` (benchmarks send it to fix
 output lengths); any other field is refused, as are a wrong `model` and a request that is not JSON.
 With `stream: true` the answer is server-sent events, one `text_completion` chunk per piece and
 `data: [DONE]`; without, one JSON object with `usage`. Fields OpenAI has and this server does not
@@ -41,12 +41,13 @@ from language_model import Generation, Limits, TextStream, served_model
 
 logger = logging.getLogger(__name__)
 ENDPOINT = "v1/completions"
-FIELDS = {"model", "prompt", "max_tokens", "temperature", "seed", "stream", "ignore_eos"}   # ignore_eos: vLLM's extension
+FIELDS = {"model", "prompt", "max_tokens", "temperature", "seed", "stream", "stream_options",
+          "ignore_eos"}   # ignore_eos: vLLM's extension
 OPENAI_DEFAULTS = {"max_tokens": 16, "temperature": 1.0}   # OpenAI's, not the course's greedy defaults
 # OpenAI fields this server does not implement, accepted at the value that changes nothing (clients such as
 # LangChain send some of them always); any other value is refused with the reason
 NEUTRAL = {"n": 1, "best_of": 1, "top_p": 1, "frequency_penalty": 0, "presence_penalty": 0, "echo": False,
-           "logprobs": None, "stop": None, "suffix": None, "logit_bias": None, "stream_options": None, "user": None}
+           "logprobs": None, "stop": None, "suffix": None, "logit_bias": None, "user": None}
 
 
 def openai_error(message: str, status: int) -> str:
@@ -61,8 +62,10 @@ class ZenOpenAIHandler(BaseHandler):
     class Completion:   # nested: TorchServe wants one class per handler module
         """One running request: its generation, its text so far, and how its answer is written."""
 
-        def __init__(self, generation: Generation, text: TextStream, model: str, stream: bool) -> None:
+        def __init__(self, generation: Generation, text: TextStream, model: str, stream: bool,
+                     include_usage: bool = False) -> None:
             self.generation, self.text, self.model, self.stream = generation, text, model, stream
+            self.include_usage = include_usage   # stream_options.include_usage: a last chunk with the usage
             self.id = f"cmpl-{uuid.uuid4().hex[:24]}"
             self.created = int(time.time())
             self.pieces: list[str] = []
@@ -78,16 +81,18 @@ class ZenOpenAIHandler(BaseHandler):
             if self.stream:
                 events = f"data: {json.dumps(self.chunk(piece, None))}\n\n" if piece else ""
                 if done:
-                    events += f"data: {json.dumps(self.chunk('', reason))}\n\ndata: [DONE]\n\n"
+                    events += f"data: {json.dumps(self.chunk('', reason))}\n\n"
+                    if self.include_usage:
+                        events += f"data: {json.dumps({**self.chunk('', None), 'choices': [], 'usage': self.usage()})}\n\n"
+                    events += "data: [DONE]\n\n"
                 return events
             if not done:
                 return ""
-            body = self.chunk("".join(self.pieces), reason)
-            prompt_tokens = self.generation.prompt_length
-            completion_tokens = len(self.generation.generated)
-            body["usage"] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                             "total_tokens": prompt_tokens + completion_tokens}
-            return json.dumps(body)
+            return json.dumps({**self.chunk("".join(self.pieces), reason), "usage": self.usage()})
+
+        def usage(self) -> dict:
+            prompt, completion = self.generation.prompt_length, len(self.generation.generated)
+            return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
     def initialize(self, context) -> None:
         settings = (context.model_yaml_config or {}).get("handler", {})
@@ -126,6 +131,11 @@ class ZenOpenAIHandler(BaseHandler):
                              f"{self.model_name!r}", 404)
         if not isinstance(body.get("stream", False), bool):
             raise BadRequest(f"stream is {body['stream']!r}; use true or false")
+        stream_options = body.get("stream_options", {})
+        if not isinstance(stream_options, dict) or set(stream_options) - {"include_usage"} \
+                or not isinstance(stream_options.get("include_usage", False), bool):
+            raise BadRequest(f"stream_options is {stream_options!r}; this server reads only "
+                             '{"include_usage": true or false}')
         options = {**OPENAI_DEFAULTS, "seed": secrets.randbits(62),   # no seed: each call samples anew
                    **{k: body[k] for k in ("max_tokens", "temperature", "seed", "ignore_eos") if k in body}}
         try:
@@ -134,7 +144,8 @@ class ZenOpenAIHandler(BaseHandler):
                                           stop_at_eos=not options["ignore_eos"])
         except ValueError as error:   # the prompt, an option, or prompt + max_tokens beyond the context
             raise BadRequest(str(error)) from None
-        return self.Completion(generation, TextStream(self.tokenizer), self.model_name, body.get("stream", False))
+        return self.Completion(generation, TextStream(self.tokenizer), self.model_name, body.get("stream", False),
+                               include_usage=stream_options.get("include_usage", False))
 
     def _forget_the_departed(self, present: set[str]) -> None:
         """Free the slot of each request TorchServe no longer sends: its client went away."""
