@@ -292,6 +292,12 @@ class Limits:
     max_tokens: int = 128
     max_temperature: float = 2.0
 
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, object]) -> "Limits":
+        """The limits a served model's settings name (max_prompt_tokens, max_tokens_limit; 128 each when unset)."""
+        return cls(max_prompt_tokens=int(settings.get("max_prompt_tokens", 128)),
+                   max_tokens=int(settings.get("max_tokens_limit", 128)))
+
     def check(self, tokenizer: "Tokenizer", prompt: object,
               options: Mapping[str, object] | None = None) -> tuple[list[int], dict[str, object]]:
         """(the prompt's token ids, every option with DEFAULTS filled in); ValueError naming what is wrong and what is allowed."""
@@ -348,15 +354,16 @@ class TextStream:
     def push(self, token: int) -> str:
         """Add one token; return the new text it completes ("" while a character is incomplete)."""
         self.ids.append(token)
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=False)
-        if text.endswith("\ufffd"):   # an incomplete UTF-8 character: wait for its next bytes
-            return ""
-        piece, self.sent = text[self.sent:], len(text)
-        return piece
+        return self._unsent(hold_incomplete=True)
 
     def flush(self) -> str:
         """The text not sent yet, complete or not: call it when the sequence ends (it may end inside a character)."""
+        return self._unsent(hold_incomplete=False)
+
+    def _unsent(self, hold_incomplete: bool) -> str:
         text = self.tokenizer.decode(self.ids, skip_special_tokens=False)
+        if hold_incomplete and text.endswith("\ufffd"):   # an incomplete UTF-8 character: wait for its next bytes
+            return ""
         piece, self.sent = text[self.sent:], len(text)
         return piece
 

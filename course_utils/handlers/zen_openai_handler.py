@@ -100,15 +100,15 @@ class ZenOpenAIHandler(BaseHandler):
         self.tokenizer, self.decoder = served_model(context.system_properties["model_dir"],
                                                     context.manifest["model"]["serializedFile"],
                                                     slots=int(settings.get("slots", 8)))
-        self.limits = Limits(max_prompt_tokens=int(settings.get("max_prompt_tokens", 128)),
-                             max_tokens=int(settings.get("max_tokens_limit", 128)))
+        self.limits = Limits.from_settings(settings)
         batch_size = int(context.system_properties.get("batch_size") or 1)
         if batch_size > self.decoder.cache.slots:   # a step would hold more requests than the KV cache has slots
             raise ValueError(f"batchSize {batch_size} is more than the model's {self.decoder.cache.slots} KV-cache "
                              "slots: lower batchSize or raise the handler setting slots")
         self.running: dict[str, ZenOpenAIHandler.Completion] = {}   # TorchServe's request id -> its completion
-        self.refused: set[str] = set()   # request ids answered with an error in the last step
-        self.ending: set[str] = set()    # request ids whose whole answer went out in the last step
+        # request ids whose whole answer (an error, or a first answer that was also the last) went out
+        # in the last step: if TorchServe sends one again, its stream is ended
+        self.answered: set[str] = set()
         self.initialized = True
 
     def _start(self, row: dict, url_path: str | None) -> "ZenOpenAIHandler.Completion":
@@ -154,8 +154,7 @@ class ZenOpenAIHandler(BaseHandler):
             self.decoder.finish(completion.generation, "cancelled")
             logger.info("zen_openai: %s cancelled by its client after %d tokens", completion.id,
                         len(completion.generation.generated))
-        self.refused &= present   # a refused request that is not back: TorchServe closed its connection
-        self.ending &= present
+        self.answered &= present   # one that is not back is gone (an error closes its connection)
 
     @staticmethod
     def _refuse(context, index: int, status: int, message: str) -> str:
@@ -174,16 +173,15 @@ class ZenOpenAIHandler(BaseHandler):
         stop: list[bool | None] = [False] * len(data)
         new = set()
         for index, (request_id, row) in enumerate(zip(request_ids, data)):
-            if request_id in self.refused or request_id in self.ending:   # answered: end its stream
-                self.refused.discard(request_id)
-                self.ending.discard(request_id)
+            if request_id in self.answered:   # its whole answer went out: end its stream
+                self.answered.discard(request_id)
                 stop[index] = True
             elif request_id not in self.running:
                 try:
                     completion = self._start(row, context.get_request_header(index, "url_path"))
                 except BadRequest as error:
                     answers[index], stop[index] = self._refuse(context, index, error.status, str(error)), None
-                    self.refused.add(request_id)
+                    self.answered.add(request_id)
                     continue
                 self.running[request_id] = completion
                 new.add(index)
@@ -199,7 +197,7 @@ class ZenOpenAIHandler(BaseHandler):
                 completion.generation.finish_reason = "error"
                 if index in new:
                     answers[index], stop[index] = self._refuse(context, index, 500, failure), None
-                    self.refused.add(request_ids[index])
+                    self.answered.add(request_ids[index])
                 else:   # the stream's status line (200) is sent: the error is its last event
                     error = openai_error(safe_message(failure), 500)
                     answers[index], stop[index] = (f"data: {error}\n\n" if completion.stream else error), True
@@ -218,6 +216,6 @@ class ZenOpenAIHandler(BaseHandler):
         for index in new:
             if stop[index] is True:
                 stop[index] = False
-                self.ending.add(request_ids[index])
+                self.answered.add(request_ids[index])
         context.stopping_criteria = [lambda _answer, verdict=verdict: verdict for verdict in stop]
         return answers

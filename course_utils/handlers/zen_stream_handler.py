@@ -46,8 +46,7 @@ class ZenStreamHandler(BaseHandler):
         self.tokenizer, self.decoder = served_model(context.system_properties["model_dir"],
                                                     context.manifest["model"]["serializedFile"],
                                                     slots=int(settings.get("slots", 8)))
-        self.limits = Limits(max_prompt_tokens=int(settings.get("max_prompt_tokens", 128)),
-                             max_tokens=int(settings.get("max_tokens_limit", 128)))
+        self.limits = Limits.from_settings(settings)
         self.step_delay_s = float(settings.get("step_delay_ms", 0)) / 1000
         self.fail_at_step = int(settings.get("fail_at_step", 0))   # lessons: a fault at this step, to see it arrive
         self.initialized = True

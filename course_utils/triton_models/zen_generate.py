@@ -65,8 +65,7 @@ class TritonPythonModel:
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         folder = Path(args["model_repository"]) / args["model_version"]
         self.tokenizer, self.decoder = served_model(folder, slots=int(params.get("slots", "8")))
-        self.limits = Limits(max_prompt_tokens=int(params.get("max_prompt_tokens", "128")),
-                             max_tokens=int(params.get("max_tokens_limit", "128")))
+        self.limits = Limits.from_settings(params)
         self.step_delay_s = float(params.get("step_delay_ms", "0")) / 1000
         self.fail_at_step = int(params.get("fail_at_step", "0"))
         self.iterative = config.get("sequence_batching", {}).get("iterative_sequence", False)
