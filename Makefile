@@ -28,7 +28,7 @@ LOCK_DATE  ?= 2026-12-01T00:00:00Z
 LOCK_TORCH ?= --torch-backend cpu
 LOCK_OUTPUT ?= requirements.lock
 
-.PHONY: setup lab test test-fast release grade grade-submissions doctor lock lock-check models reset-exercise clean
+.PHONY: setup lab test test-fast release grade grade-submissions doctor lock lock-check models reset-exercise clean aiperf aiperf-lock
 
 setup: $(STAMP)
 
@@ -56,6 +56,22 @@ lock-check: setup
 	$(MAKE) -s lock LOCK_OUTPUT=$(VENV)/lock-check.txt
 	diff -u requirements.lock $(VENV)/lock-check.txt && echo "requirements.lock is what make lock writes today"
 	$(PY) -m course_utils.machinery.index_checks
+
+# Optional: NVIDIA AIPerf (lesson 16) in an environment of its own, from its own lock (about 1.2 GB,
+# two minutes). make test never needs it; lessons that can use it say so when it is missing.
+AIPERF_VENV := .venv-aiperf
+aiperf: $(AIPERF_VENV)/.installed
+
+$(AIPERF_VENV)/.installed: tools/aiperf.lock
+	test -x $(AIPERF_VENV)/bin/python || $(PYTHON) -m venv $(AIPERF_VENV)
+	$(AIPERF_VENV)/bin/python -m pip install --quiet --require-hashes -r tools/aiperf.lock
+	$(AIPERF_VENV)/bin/aiperf --version
+	touch $@
+
+aiperf-lock: setup
+	$(VENV)/bin/uv pip compile tools/aiperf.in --quiet --python-version 3.11 --generate-hashes \
+	    --python-platform x86_64-manylinux_2_35 --exclude-newer $(LOCK_DATE) \
+	    --upgrade --custom-compile-command "make aiperf-lock" -o tools/aiperf.lock
 
 # Course authors: retrain the weights the course ships (course_utils/weights/) on the AVX2 code path.
 models: setup

@@ -112,6 +112,14 @@ def _check_docker() -> Finding:
                    "optional: only the GPU docker-compose stack needs it", OPTIONAL)
 
 
+def _check_aiperf() -> Finding:
+    from course_utils.aiperf import AIPERF
+
+    output = _run([str(AIPERF), "--version"]) if AIPERF.exists() else None
+    return Finding("AIPerf (.venv-aiperf)", output is not None, output.strip() if output else "not installed",
+                   "optional: `make aiperf` installs it; lesson 16 then measures with it too", OPTIONAL)
+
+
 def _check_loopback_port() -> Finding:
     try:
         with socket.socket() as sock:
@@ -168,7 +176,7 @@ def all_findings() -> list[Finding]:
             _check_package("torch-model-archiver", "0.12.0"), _check_package("onnxruntime"),
             _check_package("nvidia-pytriton", "0.7.0"), _check_package("tritonclient", "2.51.0"),
             _check_cxx(), _check_loopback_port(), _check_socket_paths(), _check_disk(),
-            _check_gpu(), _check_tensorrt(), _check_docker()]
+            _check_gpu(), _check_tensorrt(), _check_docker(), _check_aiperf()]
 
 
 def format_table(findings: list[Finding]) -> str:
