@@ -80,6 +80,17 @@ class DigitCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
+class DigitLinear(nn.Module):
+    """Softmax regression on the 64 pixels of an 8x8 digit: 650 parameters, the cheap model of a cascade."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(x)
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with batch norm and a shortcut: ResNet-18's building block."""
 
@@ -181,6 +192,19 @@ def train_digit_cnn(seed: int = 0, epochs: int = 12) -> Trained:
         return Trained(model, data, accuracy(model, data.x_test, data.y_test))
 
 
+def train_digit_linear(seed: int = 0, epochs: int = 30) -> Trained:
+    """Train the softmax-regression digit model on scikit-learn's digits; about a second on one CPU core.
+
+    Lessons load the weights this made (load_digit_linear). Internal helper: no lesson calls it.
+    """
+    data = load_digits_split(seed=seed)
+    with single_thread():
+        set_seed(seed)
+        model = DigitLinear()
+        _fit(model, data, epochs=epochs, lr=1e-2, batch_size=32, seed=seed)
+        return Trained(model, data, accuracy(model, data.x_test, data.y_test))
+
+
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 
@@ -222,4 +246,14 @@ def load_digit_cnn(seed: int = 0, epochs: int = 12) -> Trained:
     """
     data = load_digits_split(seed=seed)
     model = _load_weights(DigitCNN(), "digits", seed, epochs, "train_digit_cnn")
+    return Trained(model, data, accuracy(model, data.x_test, data.y_test))
+
+
+def load_digit_linear(seed: int = 0, epochs: int = 30) -> Trained:
+    """The softmax-regression digit model that train_digit_linear(seed, epochs) trained, from the shipped weights.
+
+    Introduced in 17_bls_cascade.
+    """
+    data = load_digits_split(seed=seed)
+    model = _load_weights(DigitLinear(), "digits_linear", seed, epochs, "train_digit_linear")
     return Trained(model, data, accuracy(model, data.x_test, data.y_test))

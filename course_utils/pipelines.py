@@ -36,13 +36,22 @@ def write_pipeline_steps(repository: Path, model) -> list[Path]:
     Introduced in 08_ensembles.
     """
     repository = Path(repository)
-    preprocess_dir, digits_dir = repository / "preprocess", repository / "digits"
+    preprocess_dir = repository / "preprocess"
     write_config(preprocess_dir, _preprocess_config())
     (preprocess_dir / "1").mkdir(parents=True, exist_ok=True)
     shutil.copy(DIGIT_PREPROCESS, preprocess_dir / "1" / "model.py")
-    write_config(digits_dir, _classifier_config())
-    save_torchscript(model, digits_dir / "1" / "model.pt")
-    return [preprocess_dir, digits_dir]
+    return [preprocess_dir, write_digit_classifier(repository, model)]
+
+
+def write_digit_classifier(repository: Path, model, name: str = "digits") -> Path:
+    """Write the TorchScript digit classifier's folder `repository/name` (input__0 [1, 8, 8] -> output__0 [10]).
+
+    Internal helper: no lesson calls it.
+    """
+    folder = Path(repository) / name
+    write_config(folder, _classifier_config(name))
+    save_torchscript(model, folder / "1" / "model.pt")
+    return folder
 
 
 def png_batch(paths: list[Path]) -> np.ndarray:

@@ -237,3 +237,28 @@ def plot_llm_metrics(table, title: str) -> Figure:
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def plot_cascade(table, title: str) -> Figure:
+    """Accuracy against time per request: the cascade's thresholds as one line, other setups as stars.
+
+    `table` has columns setup ("cascade <threshold>" for the cascade's rows), "ms per request" and
+    accuracy. Introduced in 17_bls_cascade.
+    """
+    fig, ax = plt.subplots(figsize=(7, 4))
+    plt.close(fig)
+    cascade = table[table["setup"].str.startswith("cascade")]
+    others = table[~table["setup"].str.startswith("cascade")]
+    ax.plot(cascade["ms per request"], cascade["accuracy"], marker="o", label="cascade, by threshold")
+    for index, (setup, ms, accuracy) in enumerate(zip(cascade["setup"], cascade["ms per request"], cascade["accuracy"])):
+        ax.annotate(setup.removeprefix("cascade "), (ms, accuracy), textcoords="offset points",
+                    xytext=(4, 6 if index % 2 else -12), fontsize=8)
+    for setup, ms, accuracy in zip(others["setup"], others["ms per request"], others["accuracy"]):
+        ax.plot([ms], [accuracy], marker="*", markersize=12, linestyle="none", label=setup)
+    ax.set_xlabel("time per request at concurrency 1 (ms, 1 / requests per second)")
+    ax.set_ylabel("accuracy on the held-out digits")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -83,6 +83,13 @@ def main() -> None:
                 path = export_onnx(trained.model, torch.from_numpy(x[:2]), work / f"{name}.onnx")
             session = onnx_session(path)
             print(f"{name} ONNX Runtime: held-out {table(softmax(session.run(None, {'input': x})[0]))}")
+        from course_utils.cascade import cascade_table
+        from course_utils.models import load_digit_linear
+
+        cheap = load_digit_linear()
+        print(f"digits_linear: accuracy {cheap.test_accuracy:.4f}, lesson 17's cascade:\n"
+              + cascade_table(cheap.model, digits.model, cheap.data.x_test, cheap.data.y_test,
+                              [0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.01]).round(4).to_string())
         dynamic = torch.ao.quantization.quantize_dynamic(digits.model, {torch.nn.Linear}, dtype=torch.qint8)
         print(f"digits torch.ao dynamic int8: held-out "
               f"{table(softmax(dynamic(torch.from_numpy(digits.data.x_test)).numpy()))}")

@@ -28,8 +28,9 @@ from ..models import WEIGHTS_DIR, weights_file
 # (name, seed, epochs) of every model a lesson, exercise or grader loads.
 # For the language model the last number counts optimizer steps, not epochs.
 SHIPPED = [("churn", 0, 30), ("churn", 1, 30), ("churn", 1, 60), ("churn", 2, 30), ("digits", 0, 12),
-           ("zen_lm", 0, 300)]
+           ("digits_linear", 0, 30), ("zen_lm", 0, 300)]
 TRAINERS = {"churn": "models:train_churn_model", "digits": "models:train_digit_cnn",
+            "digits_linear": "models:train_digit_linear",
             "zen_lm": "language_model:train_language_model"}
 
 # The AVX2 code path of each library, which the shipped weights were trained on.
