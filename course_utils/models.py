@@ -18,7 +18,7 @@ import random
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -179,17 +179,22 @@ def train_churn_model(seed: int = 0, epochs: int = 30) -> Trained:
         return Trained(model, data, accuracy(model, data.x_test, data.y_test))
 
 
+def _train_on_digits(make_model: Callable[[], nn.Module], seed: int, epochs: int, lr: float) -> Trained:
+    """Seed, build and fit a digit model on one thread, with batches of 32; evaluate it on the held-out split."""
+    data = load_digits_split(seed=seed)
+    with single_thread():
+        set_seed(seed)
+        model = make_model()
+        _fit(model, data, epochs=epochs, lr=lr, batch_size=32, seed=seed)
+        return Trained(model, data, accuracy(model, data.x_test, data.y_test))
+
+
 def train_digit_cnn(seed: int = 0, epochs: int = 12) -> Trained:
     """Train the digit CNN on scikit-learn's digits; a few seconds on one CPU core.
 
     Lessons load the weights this made (load_digit_cnn). Internal helper: no lesson calls it.
     """
-    data = load_digits_split(seed=seed)
-    with single_thread():
-        set_seed(seed)
-        model = DigitCNN()
-        _fit(model, data, epochs=epochs, lr=3e-3, batch_size=32, seed=seed)
-        return Trained(model, data, accuracy(model, data.x_test, data.y_test))
+    return _train_on_digits(DigitCNN, seed, epochs, lr=3e-3)
 
 
 def train_digit_linear(seed: int = 0, epochs: int = 30) -> Trained:
@@ -197,12 +202,7 @@ def train_digit_linear(seed: int = 0, epochs: int = 30) -> Trained:
 
     Lessons load the weights this made (load_digit_linear). Internal helper: no lesson calls it.
     """
-    data = load_digits_split(seed=seed)
-    with single_thread():
-        set_seed(seed)
-        model = DigitLinear()
-        _fit(model, data, epochs=epochs, lr=1e-2, batch_size=32, seed=seed)
-        return Trained(model, data, accuracy(model, data.x_test, data.y_test))
+    return _train_on_digits(DigitLinear, seed, epochs, lr=1e-2)
 
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"

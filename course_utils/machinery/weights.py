@@ -20,6 +20,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from ..language_model import TOKENIZER_FILE
@@ -89,13 +90,15 @@ def train_models(check: bool = False, folder: Path = WEIGHTS_DIR) -> int:
     differing = 0
     for name, seed, epochs in SHIPPED:
         shipped = shipped_files(name, seed, epochs, folder)
-        targets = [path.with_name(path.name + ".new") for path in shipped] if check else shipped
+        # torch.save names the archive's root folder after the file: a check must write the same file name
+        targets = [Path(tempfile.mkdtemp(prefix="train-check-")) / path.name for path in shipped] if check else shipped
         score = train_file(name, seed, epochs, targets)
         for path, target in zip(shipped, targets):
             if check:
                 same = path.is_file() and sha256(target) == sha256(path)
                 differing += not same
                 target.unlink()
+                target.parent.rmdir()
                 print(f"{path.name:28s} score {score:.4f}  {'identical' if same else 'DIFFERENT'} to the shipped file")
             else:
                 print(f"{path.name:28s} score {score:.4f}  sha256 {sha256(path)[:16]}")
