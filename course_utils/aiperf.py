@@ -12,13 +12,19 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from course_utils.paths import REPO_ROOT
 
+if TYPE_CHECKING:
+    import pandas as pd
+    from tokenizers import Tokenizer
+
+    from course_utils.llm_metrics import SLO
+
 AIPERF = REPO_ROOT / ".venv-aiperf" / "bin" / "aiperf"
 
-# AIPerf's JSON export: metric -> (the column llm_metrics.summary gives it, the statistic)
+# llm_metrics.summary's column -> (the metric in AIPerf's JSON export, its statistic)
 COLUMNS = {"TTFT p50 ms": ("time_to_first_token", "p50"), "TTFT p95 ms": ("time_to_first_token", "p95"),
            "ITL p50 ms": ("inter_token_latency", "p50"), "ITL p95 ms": ("inter_token_latency", "p95"),
            "e2e p50 ms": ("request_latency", "p50"), "output tokens/s": ("output_token_throughput", "avg"),
@@ -109,7 +115,7 @@ def read_aiperf(artifacts: Path) -> dict[str, float]:
     Internal helper: no lesson calls it.
     """
     export = json.loads((Path(artifacts) / "profile_export_aiperf.json").read_text())
-    row = {"requests": export["request_count"]["avg"],
+    row = {"requests": export.get("request_count", {}).get("avg", 0),
            "errors": sum(error.get("count", 1) for error in export.get("error_summary") or [])}
     for column, (metric, statistic) in COLUMNS.items():
         row[column] = export.get(metric, {}).get(statistic, float("nan"))
@@ -139,7 +145,11 @@ def run_aiperf(url: str, model: str, endpoint: str, tokenizer: "Tokenizer", work
         artifacts = out_dir / f"{label or model}_c{concurrency}".replace(" ", "_")
         command = aiperf_command(url, model, endpoint, tokenizer_dir, dataset, concurrency, request_count,
                                  artifacts, slo, headers)
-        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        except subprocess.TimeoutExpired as error:
+            raise AIPerfError(f"aiperf ran over 600 s at concurrency {concurrency}; see "
+                              f"{artifacts / 'logs' / 'aiperf.log'}") from error
         if result.returncode != 0 or not (artifacts / "profile_export_aiperf.json").exists():
             raise AIPerfError(f"aiperf exited with {result.returncode} at concurrency {concurrency}:\n"
                               + "\n".join((result.stdout + result.stderr).splitlines()[-15:]))

@@ -63,7 +63,7 @@ def cascade_table(cheap: nn.Module, expensive: nn.Module, x: np.ndarray, y: np.n
 def digits_input_data(path: Path, x: np.ndarray) -> Path:
     """Write perf_analyzer's --input-data JSON: one request per image of `x` (N, 1, 8, 8), as input__0.
 
-    Internal helper: no lesson calls it.
+    Introduced in 17_bls_cascade.
     """
     data = [{"input__0": {"content": image.ravel().tolist(), "shape": [1, 8, 8]}} for image in x]
     Path(path).write_text(json.dumps({"data": data}))

@@ -12,7 +12,6 @@ from .servers.triton import triton_install_dir
 from .triton_config import io_tensor, model_config, read_config, write_config
 
 CLASS_SAMPLER = PACKAGE_DIR / "triton_models" / "class_sampler.py"
-PIXEL_CHECK = PACKAGE_DIR / "triton_models" / "pixel_check.py"
 
 
 def cache_flags(size_bytes: int) -> list[str]:
@@ -49,7 +48,7 @@ def zipf_order(items: int, count: int, exponent: float = 1.1, seed: int = 0) -> 
 def cache_counts(statistics: dict) -> tuple[int, int]:
     """(hits, misses) of one model from Triton's statistics API answer (`get_inference_statistics(model)`).
 
-    Internal helper: no lesson calls it.
+    Introduced in 18_response_cache.
     """
     stats = statistics["model_stats"][0]["inference_stats"]
     return int(stats["cache_hit"]["count"]), int(stats["cache_miss"]["count"])
@@ -68,33 +67,3 @@ def write_class_sampler(repository: Path, name: str = "class_sampler") -> Path:
     shutil.copy(CLASS_SAMPLER, folder / "1" / "model.py")
     return folder
 
-
-def write_checked_ensemble(repository: Path, cached_model: str, name: str) -> Path:
-    """Write `pixel_check` (refuses pixels outside [0, 1]) and an ensemble `name`: pixel_check, then `cached_model`.
-
-    A bad request is refused by the first step, so the cached model never answers it (see lesson 18:
-    Triton 2.51 caches a model's error response as an empty answer).
-    Introduced in 18_response_cache.
-    """
-    repository = Path(repository)
-    check = repository / "pixel_check"
-    write_config(check, model_config("pixel_check", backend="python", max_batch_size=8,
-                                     inputs=[io_tensor("input__0", "TYPE_FP32", [1, 8, 8])],
-                                     outputs=[io_tensor("PIXELS", "TYPE_FP32", [1, 8, 8])]))
-    (check / "1").mkdir(parents=True, exist_ok=True)
-    shutil.copy(PIXEL_CHECK, check / "1" / "model.py")
-    folder = repository / name
-    (folder / "1").mkdir(parents=True, exist_ok=True)
-    (folder / "config.pbtxt").write_text(f"""name: "{name}"
-platform: "ensemble"
-max_batch_size: 8
-input [ {{ name: "input__0", data_type: TYPE_FP32, dims: [ 1, 8, 8 ] }} ]
-output [ {{ name: "output__0", data_type: TYPE_FP32, dims: [ 10 ] }} ]
-ensemble_scheduling {{ step [
-  {{ model_name: "pixel_check", model_version: -1,
-    input_map {{ key: "input__0", value: "input__0" }}, output_map {{ key: "PIXELS", value: "checked" }} }},
-  {{ model_name: "{cached_model}", model_version: -1,
-    input_map {{ key: "input__0", value: "checked" }}, output_map {{ key: "output__0", value: "output__0" }} }}
-] }}
-""")
-    return folder

@@ -77,3 +77,15 @@ def test_every_introduced_in_tag_names_the_first_notebook_that_uses_the_name():
         elif first_use_counts and users[0] != tag.group(1):
             untrue.append(f"{qualified} (tagged {tag.group(1)}, first used in {users[0]})")
     assert not untrue, f"these 'Introduced in' tags are not true: {untrue}"
+
+
+def test_no_lesson_calls_a_function_tagged_internal():
+    """The other direction: 'Internal helper: no lesson calls it.' is true, no notebook calls the function."""
+    code = notebooks_in_course_order()
+    called = [f"{qualified} (called in {stem})" for qualified, obj in public_functions()
+              if inspect.isfunction(obj) and INTERNAL in (obj.__doc__ or "")
+              and not qualified.startswith("course_utils.machinery.")   # never imported by lessons (layers)
+              for stem, text in code.items()
+              if re.search(rf"(?<![\w.]){re.escape(qualified.rsplit('.', 1)[1])}\(", text)
+              or re.search(rf"import[^\n]*\b{re.escape(qualified.rsplit('.', 1)[1])}\b", text)]
+    assert not called, f"these are tagged {INTERNAL!r} but a notebook calls them: {called}"

@@ -37,18 +37,20 @@ def test_a_check_in_front_keeps_bad_input_out_of_the_cache(tmp_path):
 
     from course_utils.models import load_digit_cnn
     from course_utils.pipelines import write_digit_classifier
-    from course_utils.response_cache import cache_counts, write_checked_ensemble
+    from course_utils.pipelines import write_checked_ensemble
+    from course_utils.response_cache import cache_counts, write_class_sampler
     from course_utils.servers.triton import TritonServer
 
     cnn = load_digit_cnn()
     enable_response_cache(write_digit_classifier(tmp_path / "repo", cnn.model, name="digits_cached"))
     write_checked_ensemble(tmp_path / "repo", "digits_cached", name="digits_checked")
-    with TritonServer(tmp_path / "repo", tmp_path / "server", models=["digits_checked"],
+    write_class_sampler(tmp_path / "repo", "sampler")
+    with TritonServer(tmp_path / "repo", tmp_path / "server", models=["digits_checked", "sampler"],
                       extra_args=cache_flags(1 << 16)) as server:
         client = httpclient.InferenceServerClient(server.http_url)
 
-        def call(model: str, values: np.ndarray):
-            tensor = httpclient.InferInput("input__0", list(values.shape), "FP32")
+        def call(model: str, values: np.ndarray, name: str = "input__0"):
+            tensor = httpclient.InferInput(name, list(values.shape), "FP32")
             tensor.set_data_from_numpy(values.astype(np.float32))
             try:
                 return 200, client.infer(model, [tensor]).get_response()["outputs"]
@@ -70,4 +72,10 @@ def test_a_check_in_front_keeps_bad_input_out_of_the_cache(tmp_path):
         first, second = call("digits_cached", hostile["NaN"]), call("digits_cached", hostile["NaN"])
         assert first[0] == 400 and "NaN" in first[1]
         assert second == (200, []), second
+        odds = {"negative": np.array([[-0.5, 1.5] + [0.0] * 8]), "NaN": np.full((1, 10), np.nan),
+                "all zero": np.zeros((1, 10)), "sum 2": np.full((1, 10), 0.2)}
+        for case, values in odds.items():
+            status, message = call("sampler", values, name="PROBABILITIES")
+            assert status == 400 and "sum to 1" in message, (case, message)
+        assert call("sampler", np.full((2, 10), 0.1), name="PROBABILITIES")[0] == 200
         assert server.pids() == pids

@@ -1,0 +1,88 @@
+"""System shared memory between a client and Triton on one machine (lesson 19).
+
+The client writes a tensor into a POSIX shared-memory region (a file in /dev/shm, mode 0600), registers
+the region with Triton once (`register_system_shared_memory`, a restricted API: it needs the control
+key), and then names the region in each request instead of sending the bytes. tritonclient 2.51's own
+helper, `tritonclient.utils.shared_memory`, imports `pkg_resources`, which setuptools removed in
+version 81 (the course's lock has 84), so regions here are made with Python's standard
+`multiprocessing.shared_memory`; the Triton calls are tritonclient's.
+"""
+
+from __future__ import annotations
+
+import secrets
+from multiprocessing import shared_memory
+from pathlib import Path
+
+import numpy as np
+
+from .paths import PACKAGE_DIR
+from .triton_config import io_tensor, model_config, write_config
+
+IMAGE_MEAN = PACKAGE_DIR / "triton_models" / "image_mean.py"
+IMAGE_SHAPE = [1, 3, 224, 224]   # lesson 12's ResNet-sized input: 602,112 bytes of FP32
+
+
+def write_image_mean(repository: Path, name: str = "image_mean") -> Path:
+    """Write the model folder of image_mean: IMAGE [3, 224, 224] FP32 -> MEANS [3], the mean of each channel.
+
+    Introduced in 19_shared_memory.
+    """
+    import shutil
+
+    folder = Path(repository) / name
+    write_config(folder, model_config(name, backend="python", max_batch_size=8,
+                                      inputs=[io_tensor("IMAGE", "TYPE_FP32", IMAGE_SHAPE[1:])],
+                                      outputs=[io_tensor("MEANS", "TYPE_FP32", [3])]))
+    (folder / "1").mkdir(parents=True, exist_ok=True)
+    shutil.copy(IMAGE_MEAN, folder / "1" / "model.py")
+    return folder
+
+
+class SystemRegion:
+    """A shared-memory region registered with Triton under `name`; a context manager that unregisters and removes it.
+
+    `client` is a tritonclient HTTP or gRPC client; `headers` carry the control key that Triton's
+    shared-memory API asks for.
+    Introduced in 19_shared_memory.
+    """
+
+    def __init__(self, client, name: str, byte_size: int, headers: dict[str, str]) -> None:
+        self.client, self.name, self.byte_size, self.headers = client, name, byte_size, headers
+        self.memory = shared_memory.SharedMemory(name=f"course_client_{secrets.token_hex(6)}", create=True,
+                                                 size=byte_size)
+        # Python's resource tracker removes the region if this process dies without close(): a killed kernel
+        # leaves nothing in /dev/shm.
+        self.key = "/" + self.memory.name   # what shm_open() and Triton call it
+        try:
+            client.register_system_shared_memory(name, self.key, byte_size, headers=headers)
+        except Exception:
+            self._remove()
+            raise
+
+    def write(self, array: np.ndarray) -> None:
+        """Copy `array` into the region (from its start); the next request that names the region reads it."""
+        if array.nbytes > self.byte_size:
+            raise ValueError(f"{array.nbytes} bytes do not fit the {self.byte_size}-byte region {self.name!r}")
+        np.ndarray(array.shape, array.dtype, buffer=self.memory.buf)[...] = array
+
+    def read(self, shape: list[int], dtype: type) -> np.ndarray:
+        """A copy of what the region holds, as an array of `shape` and `dtype`."""
+        return np.ndarray(shape, dtype, buffer=self.memory.buf).copy()
+
+    def _remove(self) -> None:
+        self.memory.close()
+        self.memory.unlink()
+
+    def close(self) -> None:
+        """Unregister the region from Triton, then remove it from /dev/shm."""
+        try:
+            self.client.unregister_system_shared_memory(self.name, headers=self.headers)
+        finally:
+            self._remove()
+
+    def __enter__(self) -> "SystemRegion":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
