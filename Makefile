@@ -59,11 +59,12 @@ lock-check: setup
 
 # Optional: NVIDIA AIPerf (lesson 16) in an environment of its own, from its own lock (about 1.2 GB,
 # two minutes). make test never needs it; lessons that can use it say so when it is missing.
-AIPERF_VENV := .venv-aiperf
+override AIPERF_VENV := .venv-aiperf
 aiperf: $(AIPERF_VENV)/.installed
 
-$(AIPERF_VENV)/.installed: tools/aiperf.lock
-	test -x $(AIPERF_VENV)/bin/python || $(PYTHON) -m venv $(AIPERF_VENV)
+# Made with the course's own interpreter (Python 3.11, which the lock's wheels need).
+$(AIPERF_VENV)/.installed: tools/aiperf.lock | setup
+	test -x $(AIPERF_VENV)/bin/python || $(PY) -m venv $(AIPERF_VENV)
 	$(AIPERF_VENV)/bin/python -m pip install --quiet --require-hashes -r tools/aiperf.lock
 	$(AIPERF_VENV)/bin/aiperf --version
 	touch $@

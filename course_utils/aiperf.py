@@ -10,6 +10,7 @@ root. Lessons run it only where that environment exists. Its metric definitions 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -143,6 +144,7 @@ def run_aiperf(url: str, model: str, endpoint: str, tokenizer: "Tokenizer", work
     rows = []
     for concurrency in progress(concurrencies, desc=f"AIPerf {model}"):
         artifacts = out_dir / f"{label or model}_c{concurrency}".replace(" ", "_")
+        shutil.rmtree(artifacts, ignore_errors=True)   # an earlier run's export must not pass for this one
         command = aiperf_command(url, model, endpoint, tokenizer_dir, dataset, concurrency, request_count,
                                  artifacts, slo, headers)
         try:

@@ -189,7 +189,7 @@ class TritonServer(Server):
                     .replace(str(self.work_dir), "<server dir>").replace(self.control_key or "\0", "<key>"))
 
     def control_headers(self, grpc: bool = False) -> dict[str, str]:
-        """The header that opens Triton's restricted APIs (load/unload, repository index, logging, trace).
+        """The header that opens Triton's restricted APIs (load/unload, repository index, shared memory, logging, trace).
 
         Over gRPC, Triton expects the key under the name "triton-grpc-protocol-" + CONTROL_HEADER.
         Introduced in 04_triton.
