@@ -271,7 +271,12 @@ def test_ex07(tmp_path):
                         extra_options={"ActivationSymmetric": True})
         return out_path
 
-    fails(grader.grade(symmetric, tmp_path / "w3", show=False), {"7.6": "activation_type=QuantType.QUInt8"})
+    # On AVX2 without VNNI this file takes 1.3x-1.5x the reference's time (measured on the course's EPYC: 1.49x
+    # idle, under 1.4x with the other test worker busy): it straddles the 1.4x budget, so it may fail 7.6,
+    # with the hint, and must fail nothing else.
+    verdicts = grader.grade(symmetric, tmp_path / "w3", show=False)
+    failed = {v.check_id: v.reason for v in verdicts if not v.passed and not v.reason.startswith("skipped")}
+    assert set(failed) <= {"7.6"} and all("activation_type=QuantType.QUInt8" in r for r in failed.values()), failed
 
     def fp32_outside(fp32_onnx, calibration, out_path):   # a small .onnx file, the fp32 weights beside it
         import onnx
