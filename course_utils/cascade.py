@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ import torch
 from torch import nn
 
 from .paths import PACKAGE_DIR
-from .triton_config import io_tensor, model_config, write_config
+from .triton_config import io_tensor, model_config, write_python_model
 
 DIGIT_CASCADE = PACKAGE_DIR / "triton_models" / "digit_cascade.py"
 
@@ -33,12 +32,9 @@ def write_cascade(repository: Path, cheap: nn.Module, threshold: float, expensiv
                           dynamic_batching={})
     config.parameters["threshold"].string_value = repr(float(threshold))
     config.parameters["expensive_model"].string_value = expensive_model
-    write_config(folder, config)
-    version = folder / "1"
-    version.mkdir(parents=True, exist_ok=True)
-    shutil.copy(DIGIT_CASCADE, version / "model.py")
+    write_python_model(folder, config, DIGIT_CASCADE)
     linear = cheap.classifier[1]
-    np.savez(version / "cheap_model.npz", weight=linear.weight.detach().numpy(), bias=linear.bias.detach().numpy())
+    np.savez(folder / "1" / "cheap_model.npz", weight=linear.weight.detach().numpy(), bias=linear.bias.detach().numpy())
     return folder
 
 

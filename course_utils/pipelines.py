@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 
 from .archiver import save_torchscript
 from .paths import PACKAGE_DIR
-from .triton_config import ModelConfig, io_tensor, model_config, write_config
+from .triton_config import ModelConfig, io_tensor, model_config, write_config, write_python_model
 
 DIGIT_PREPROCESS = PACKAGE_DIR / "triton_models" / "digit_preprocess.py"
 PIXEL_CHECK = PACKAGE_DIR / "triton_models" / "pixel_check.py"
@@ -37,10 +36,7 @@ def write_pipeline_steps(repository: Path, model) -> list[Path]:
     Introduced in 08_ensembles.
     """
     repository = Path(repository)
-    preprocess_dir = repository / "preprocess"
-    write_config(preprocess_dir, _preprocess_config())
-    (preprocess_dir / "1").mkdir(parents=True, exist_ok=True)
-    shutil.copy(DIGIT_PREPROCESS, preprocess_dir / "1" / "model.py")
+    preprocess_dir = write_python_model(repository / "preprocess", _preprocess_config(), DIGIT_PREPROCESS)
     return [preprocess_dir, write_digit_classifier(repository, model)]
 
 
@@ -73,12 +69,11 @@ def write_checked_ensemble(repository: Path, model: str, name: str) -> Path:
     Introduced in 17_bls_cascade.
     """
     repository = Path(repository)
-    check = repository / "pixel_check"
-    write_config(check, model_config("pixel_check", backend="python", max_batch_size=8,
-                                     inputs=[io_tensor("input__0", "TYPE_FP32", [1, 8, 8])],
-                                     outputs=[io_tensor("PIXELS", "TYPE_FP32", [1, 8, 8])], dynamic_batching={}))
-    (check / "1").mkdir(parents=True, exist_ok=True)
-    shutil.copy(PIXEL_CHECK, check / "1" / "model.py")
+    write_python_model(repository / "pixel_check",
+                       model_config("pixel_check", backend="python", max_batch_size=8,
+                                    inputs=[io_tensor("input__0", "TYPE_FP32", [1, 8, 8])],
+                                    outputs=[io_tensor("PIXELS", "TYPE_FP32", [1, 8, 8])], dynamic_batching={}),
+                       PIXEL_CHECK)
     folder = repository / name
     (folder / "1").mkdir(parents=True, exist_ok=True)
     (folder / "config.pbtxt").write_text(f"""name: "{name}"

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 
 from .paths import PACKAGE_DIR
 from .servers.triton import triton_install_dir
-from .triton_config import io_tensor, model_config, read_config, write_config
+from .triton_config import io_tensor, model_config, read_config, write_config, write_python_model
 
 CLASS_SAMPLER = PACKAGE_DIR / "triton_models" / "class_sampler.py"
 
@@ -59,11 +58,9 @@ def write_class_sampler(repository: Path, name: str = "class_sampler") -> Path:
 
     Introduced in 18_response_cache.
     """
-    folder = Path(repository) / name
-    write_config(folder, model_config(name, backend="python", max_batch_size=8,
-                                      inputs=[io_tensor("PROBABILITIES", "TYPE_FP32", [10])],
-                                      outputs=[io_tensor("CLASS", "TYPE_INT64", [1])]))
-    (folder / "1").mkdir(parents=True, exist_ok=True)
-    shutil.copy(CLASS_SAMPLER, folder / "1" / "model.py")
-    return folder
+    return write_python_model(Path(repository) / name,
+                              model_config(name, backend="python", max_batch_size=8,
+                                           inputs=[io_tensor("PROBABILITIES", "TYPE_FP32", [10])],
+                                           outputs=[io_tensor("CLASS", "TYPE_INT64", [1])]),
+                              CLASS_SAMPLER)
 

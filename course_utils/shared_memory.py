@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .paths import PACKAGE_DIR
-from .triton_config import io_tensor, model_config, write_config
+from .triton_config import io_tensor, model_config, write_python_model
 
 IMAGE_MEAN = PACKAGE_DIR / "triton_models" / "image_mean.py"
 IMAGE_SHAPE = [1, 3, 224, 224]   # lesson 12's ResNet-sized input: 602,112 bytes of FP32
@@ -33,15 +33,11 @@ def write_image_mean(repository: Path, name: str = "image_mean") -> Path:
 
     Introduced in 19_shared_memory.
     """
-    import shutil
-
-    folder = Path(repository) / name
-    write_config(folder, model_config(name, backend="python", max_batch_size=8,
-                                      inputs=[io_tensor("IMAGE", "TYPE_FP32", IMAGE_SHAPE[1:])],
-                                      outputs=[io_tensor("MEANS", "TYPE_FP32", [3])]))
-    (folder / "1").mkdir(parents=True, exist_ok=True)
-    shutil.copy(IMAGE_MEAN, folder / "1" / "model.py")
-    return folder
+    return write_python_model(Path(repository) / name,
+                              model_config(name, backend="python", max_batch_size=8,
+                                           inputs=[io_tensor("IMAGE", "TYPE_FP32", IMAGE_SHAPE[1:])],
+                                           outputs=[io_tensor("MEANS", "TYPE_FP32", [3])]),
+                              IMAGE_MEAN)
 
 
 class SystemRegion:

@@ -120,6 +120,20 @@ def write_config(model_dir: Path, config: ModelConfig) -> Path:
     return path
 
 
+def write_python_model(model_dir: Path, config: ModelConfig, model_file: Path) -> Path:
+    """Write a Python-backend model folder: `config` as config.pbtxt and version 1's model.py (a copy of `model_file`).
+
+    Returns the folder. Internal helper: no lesson calls it.
+    """
+    import shutil
+
+    model_dir = Path(model_dir)
+    write_config(model_dir, config)
+    (model_dir / "1").mkdir(parents=True, exist_ok=True)
+    shutil.copy(model_file, model_dir / "1" / "model.py")
+    return model_dir
+
+
 # ----- parsing -----------------------------------------------------------------------------
 def _all_field_names(descriptor=ModelConfig.DESCRIPTOR, seen: set | None = None) -> set[str]:
     seen = set() if seen is None else seen
