@@ -94,7 +94,7 @@ def config_text(config: ModelConfig) -> str:
 
     Introduced in 04_triton.
     """
-    repeated = re.compile(r"^(\s*(?:dims|preferred_batch_size|gpus|versions)): (\S+)$")
+    repeated = re.compile(r"^(\s*(?:dims|preferred_batch_size|gpus|versions|fp32_false_true)): (\S+)$")
     merged: list[tuple[str, list[str]] | str] = []
     for line in text_format.MessageToString(config).splitlines():
         match = repeated.match(line)
