@@ -28,7 +28,7 @@ LOCK_DATE  ?= 2026-12-01T00:00:00Z
 LOCK_TORCH ?= --torch-backend cpu
 LOCK_OUTPUT ?= requirements.lock
 
-.PHONY: setup lab test test-fast release grade grade-submissions doctor lock lock-check models reset-exercise clean aiperf aiperf-lock
+.PHONY: setup lab test test-fast release grade grade-submissions doctor lock lock-check models reset-exercise clean aiperf aiperf-lock model-analyzer model-analyzer-lock
 
 setup: $(STAMP)
 
@@ -73,6 +73,23 @@ aiperf-lock: setup
 	$(VENV)/bin/uv pip compile tools/aiperf.in --quiet --python-version 3.11 --generate-hashes \
 	    --python-platform x86_64-manylinux_2_35 --exclude-newer $(LOCK_DATE) \
 	    --upgrade --custom-compile-command "make aiperf-lock" -o tools/aiperf.lock
+
+# Model Analyzer (lesson 21, optional), the same way: its own environment from its own lock.
+override MA_VENV := .venv-model-analyzer
+model-analyzer: $(MA_VENV)/.installed
+
+$(MA_VENV)/.installed: tools/model-analyzer.lock | setup
+	test -x $(MA_VENV)/bin/python || $(PY) -m venv $(MA_VENV)
+	$(MA_VENV)/bin/python -m pip install --quiet --require-hashes -r tools/model-analyzer.lock
+	$(MA_VENV)/bin/model-analyzer --version
+	touch $@
+
+model-analyzer-lock: setup
+	$(VENV)/bin/uv pip compile tools/model-analyzer.in --quiet --python-version 3.11 --generate-hashes \
+	    --python-platform x86_64-manylinux_2_35 --exclude-newer $(LOCK_DATE) \
+	    --upgrade --custom-compile-command "make model-analyzer-lock" -o tools/model-analyzer.lock
+	@# Model Analyzer asks for tritonclient[all]: pip's --require-hashes wants that extra on the pinned line.
+	sed -i -E 's/^tritonclient==/tritonclient[all]==/' tools/model-analyzer.lock
 
 # Course authors: retrain the weights the course ships (course_utils/weights/) on the AVX2 code path.
 models: setup

@@ -44,9 +44,9 @@ class Finding:
         return "MISSING" if self.level == REQUIRED else "absent (optional)"
 
 
-def _run(command: list[str]) -> str | None:
+def _run(command: list[str], env: dict[str, str] | None = None) -> str | None:
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=20)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=20, env=env)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return (done.stdout + done.stderr) if done.returncode == 0 else None
@@ -120,6 +120,16 @@ def _check_aiperf() -> Finding:
                    "optional: `make aiperf` installs it; lesson 16 then measures with it too", OPTIONAL)
 
 
+def _check_model_analyzer() -> Finding:
+    from course_utils.model_analyzer import MODEL_ANALYZER
+
+    quiet_plots = {**os.environ, "MPLBACKEND": "Agg"}   # not a notebook kernel's inline backend
+    output = _run([str(MODEL_ANALYZER), "--version"], env=quiet_plots) if MODEL_ANALYZER.exists() else None
+    return Finding("Model Analyzer (.venv-model-analyzer)", output is not None,
+                   output.strip() if output else "not installed",
+                   "optional: `make model-analyzer` installs it; lesson 21 then runs it too", OPTIONAL)
+
+
 def _check_loopback_port() -> Finding:
     try:
         with socket.socket() as sock:
@@ -176,7 +186,7 @@ def all_findings() -> list[Finding]:
             _check_package("torch-model-archiver", "0.12.0"), _check_package("onnxruntime"),
             _check_package("nvidia-pytriton", "0.7.0"), _check_package("tritonclient", "2.51.0"),
             _check_cxx(), _check_loopback_port(), _check_socket_paths(), _check_disk(),
-            _check_gpu(), _check_tensorrt(), _check_docker(), _check_aiperf()]
+            _check_gpu(), _check_tensorrt(), _check_docker(), _check_aiperf(), _check_model_analyzer()]
 
 
 def format_table(findings: list[Finding]) -> str:

@@ -7,12 +7,16 @@ last expression, not again by pyplot's automatic display.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
+from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _box(ax, x: float, y: float, w: float, h: float, text: str, color: str) -> None:
@@ -259,6 +263,40 @@ def plot_cascade(table, title: str) -> Figure:
     ax.set_ylabel("accuracy on the held-out digits")
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_frontier(table: "pd.DataFrame", frontier_rows: "pd.DataFrame", slo_ms: float, chosen: "pd.Series | None",
+                  title: str, latency: str = "p99_ms") -> Figure:
+    """Every measurement of a sweep (one marker a setup), the latency-throughput frontier, the SLO and the pick.
+
+    `table` is tuning.sweep()'s; `frontier_rows` tuning.latency_frontier()'s; `chosen` the row picked (or None).
+    Up and to the left is better; only points left of the SLO line are allowed.
+    Introduced in 21_tuning_to_an_slo.
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    plt.close(fig)
+    markers = "osD^vP*X"
+    for index, (setup, rows) in enumerate(table.groupby("setup", sort=False)):
+        ax.plot(rows[latency], rows["throughput"], marker=markers[index % len(markers)], linestyle=":",
+                alpha=0.8, label=setup)
+    ordered = frontier_rows.sort_values(latency)
+    ax.step(ordered[latency], ordered["throughput"], where="post", color="black", linewidth=1.5, label="frontier")
+    ax.axvline(slo_ms, color="red", linestyle="--", label=f"SLO: {latency.removesuffix('_ms')} <= {slo_ms:g} ms")
+    if chosen is not None:
+        ax.plot([chosen[latency]], [chosen["throughput"]], marker="*", markersize=18, color="gold",
+                markeredgecolor="black", linestyle="none", label=f"chosen: {chosen['setup']} at c={chosen['concurrency']}")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks([tick for tick in (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500)
+                   if table[latency].min() / 2 <= tick <= table[latency].max() * 2])
+    ax.set_xlabel(f"{latency.removesuffix('_ms')} latency (ms, log scale)")
+    ax.set_ylabel("inferences / second")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="upper left")
     ax.set_title(title)
     fig.tight_layout()
     return fig

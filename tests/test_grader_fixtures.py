@@ -362,3 +362,42 @@ def test_ex09(tmp_path):
         model_py = tmp_path / f"{name.replace(' ', '_')}.py"
         model_py.write_text(source)
         fails(grader.grade(model_py, tmp_path / name.replace(" ", "_"), show=False), expected)
+
+
+# ----- ex10: tune to a budget ------------------------------------------------------------------------
+@pytest.mark.slow
+def test_ex10(tmp_path):
+    from course_utils.checks import ex10_tune_to_a_budget as grader
+
+    def config(scheduling: str) -> str:
+        return ('platform: "pytorch_libtorch"\nname: "digits"\n'
+                'input { name: "input__0" data_type: TYPE_FP32 dims: [ 1, 8, 8 ] }\n'
+                'output { name: "output__0" data_type: TYPE_FP32 dims: [ 10 ] }\n' + scheduling + "\n")
+
+    # two instances, batches of 8 preferred, a short delay: another way to meet the budget
+    alternative = config("max_batch_size: 8\ninstance_group { count: 2 kind: KIND_CPU }\n"
+                         "dynamic_batching { preferred_batch_size: [ 8 ] max_queue_delay_microseconds: 100 }")
+    all_pass(grader.grade(lambda: alternative, tmp_path / "ok", show=False))
+    # batching allowed, but no batcher: Triton runs each request alone
+    no_batcher = config("max_batch_size: 16")
+    fails(grader.grade(lambda: no_batcher, tmp_path / "w1", show=False),
+          {"10.4": "no dynamic_batching block", "10.5": "no dynamic_batching block"})
+    # a batch larger than the load and a long delay: every batch waits for requests that never come
+    waits = config("max_batch_size: 32\ndynamic_batching { max_queue_delay_microseconds: 50000 }")
+    fails(grader.grade(lambda: waits, tmp_path / "w2", show=False),
+          {"10.4": "max_queue_delay_microseconds is 50000", "10.5": "max_queue_delay_microseconds is 50000"})
+    # a GPU instance group on a machine without one (on a GPU machine it would be right)
+    from course_utils.triton_config import has_gpu
+
+    if not has_gpu():
+        gpu = config("max_batch_size: 16\ninstance_group { count: 1 kind: KIND_GPU }\ndynamic_batching { }")
+        fails(grader.grade(lambda: gpu, tmp_path / "w3", show=False), {"10.2": "KIND_CPU"})
+    # far more instances than cores
+    crowd = config("max_batch_size: 16\ninstance_group { count: 64 kind: KIND_CPU }\ndynamic_batching { }")
+    fails(grader.grade(lambda: crowd, tmp_path / "w6", show=False), {"10.2": "at most twice the cores"})
+    # the input renamed to the lesson's usual name
+    renamed = alternative.replace('"input__0"', '"input"')
+    fails(grader.grade(lambda: renamed, tmp_path / "w4", show=False), {"10.1": "keep the model's name"})
+    # max_batch_size 0: the dims now have to include the batch dimension, and a request for one digit fails
+    unbatched = config("max_batch_size: 0")
+    fails(grader.grade(lambda: unbatched, tmp_path / "w5", show=False), {"10.3": "max_batch_size 0"})

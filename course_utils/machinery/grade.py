@@ -36,7 +36,7 @@ from .release import BEGIN, EXERCISES_DIR, SOLUTIONS_DIR, student_copy
 
 # Answer code that reaches for the grading machinery itself: flagged for the instructor to read.
 SUSPICIOUS = re.compile(r"COURSE_VERDICTS|course_utils\.machinery|course_utils\.checks|\bread_verdicts\b|\brun_checks\b|"
-                        r"\bVerdict\b|\bgrader\.\w+\s*=|\bsetattr\s*\(|__dict__")
+                        r"\bVerdict\b|\bgrader\.\w+\s*=|=\s*grader\b|\bsetattr\s*\(|__dict__")
 
 
 @dataclass(frozen=True)
