@@ -374,18 +374,16 @@ def test_ex10(tmp_path):
                 'input { name: "input__0" data_type: TYPE_FP32 dims: [ 1, 8, 8 ] }\n'
                 'output { name: "output__0" data_type: TYPE_FP32 dims: [ 10 ] }\n' + scheduling + "\n")
 
-    # two instances, batches of 8 preferred, a short delay: another way to meet the budget
-    alternative = config("max_batch_size: 8\ninstance_group { count: 2 kind: KIND_CPU }\n"
-                         "dynamic_batching { preferred_batch_size: [ 8 ] max_queue_delay_microseconds: 100 }")
+    # batches of up to 32, 16 preferred, written as blocks: another way to meet the budget
+    alternative = config("max_batch_size: 32\ninstance_group { count: 1 kind: KIND_CPU }\n"
+                         "dynamic_batching { preferred_batch_size: [ 16 ] }")
     all_pass(grader.grade(lambda: alternative, tmp_path / "ok", show=False))
     # batching allowed, but no batcher: Triton runs each request alone
     no_batcher = config("max_batch_size: 16")
-    fails(grader.grade(lambda: no_batcher, tmp_path / "w1", show=False),
-          {"10.4": "no dynamic_batching block", "10.5": "no dynamic_batching block"})
+    fails(grader.grade(lambda: no_batcher, tmp_path / "w1", show=False), {"10.4": "no dynamic_batching block"})
     # a batch larger than the load and a long delay: every batch waits for requests that never come
     waits = config("max_batch_size: 32\ndynamic_batching { max_queue_delay_microseconds: 50000 }")
-    fails(grader.grade(lambda: waits, tmp_path / "w2", show=False),
-          {"10.4": "max_queue_delay_microseconds is 50000", "10.5": "max_queue_delay_microseconds is 50000"})
+    fails(grader.grade(lambda: waits, tmp_path / "w2", show=False), {"10.4": "max_queue_delay_microseconds is 50000"})
     # a GPU instance group on a machine without one (on a GPU machine it would be right)
     from course_utils.triton_config import has_gpu
 

@@ -3,9 +3,12 @@
 The learner chooses the scheduling fields (instances, max_batch_size, dynamic batching, queue delay) and keeps the
 model's signature. The grader starts a fresh Triton, checks every answer against the model in-process, and measures
 with perf_analyzer at concurrency 16 the learner's config and, on the same server and CPU, the unbatched one-instance
-config it must beat: each twice, alternately, keeping each one's better run. The budget is relative to that
-baseline, because absolute numbers differ from machine to machine: at least 1.6x its throughput, at most 0.8x its
-p99 (measured on this course's machine only).
+config it must beat, in three pairs of runs back to back (the order alternating), and judges the medians of the
+pairs' ratios: a busy moment slows both runs of a pair alike. The budget is relative to that
+baseline, because absolute numbers differ from machine to machine: at least 1.6x its throughput, and no higher a p99
+(checked only once the throughput is met). With one core kept busy by another process (a second test worker), the
+reference answer measured 2.16x the throughput at 0.81x the p99 on this course's 2-core machine, and 2 instances
+with max_batch_size 8 1.69x at 0.75x; an idle machine gives about 0.5x the p99.
 On this course's 2-core AVX2 machine the baseline served about 1000 inferences/s with p99 about 18 ms; dynamic
 batching alone gave about 2.4x the throughput at half the p99.
 """
@@ -31,7 +34,8 @@ from .live_triton import serve_for_grading
 MODEL_NAME = "digits"
 CONCURRENCY = 16
 THROUGHPUT_FLOOR = 1.6   # x the baseline's inferences/s
-P99_CEILING = 0.8        # x the baseline's p99
+P99_CEILING = 1.0        # x the baseline's p99: no worse a tail while serving more
+ROUNDS = 3               # pairs of runs (baseline and yours back to back); the ratios' medians are judged
 SIGNATURE_HINT = ("keep the model's name, platform, input and output exactly as given (only instance_group, "
                   "max_batch_size and dynamic_batching are yours to choose)")
 
@@ -129,33 +133,39 @@ def grade(tuned_config_text: Callable[[], str], work: Path, show: bool = True) -
             expect(got is not None and np.allclose(got[0], want, atol=1e-4),
                    "an answer differs from the model's in-process answer for the same digit: " + SIGNATURE_HINT)
 
-    def measured() -> dict[str, dict[str, float]]:
+    def measured() -> dict[str, float]:
+        """Median over ROUNDS of (yours / baseline), each pair measured back to back, order alternating."""
         if "measured" not in grading.found:
-            server, best = grading.found["server"], {}
-            for _ in range(2):   # alternately, each one's better run: a busy moment hurts both alike
-                for label, model in [("baseline", grading.found["baseline"]), ("yours", MODEL_NAME)]:
-                    row = run_perf_analyzer(model, server.grpc_url, work / "perf", [CONCURRENCY], label=label,
-                                            protocol="grpc", window_ms=500).iloc[0]
-                    old = best.get(label, {"throughput": 0.0, "p99_ms": float("inf")})
-                    best[label] = {"throughput": max(old["throughput"], row["throughput"]),
-                                   "p99_ms": min(old["p99_ms"], row["p99_ms"])}
-            grading.found["measured"] = best
+            server, rounds = grading.found["server"], []
+            models = [("baseline", grading.found["baseline"]), ("yours", MODEL_NAME)]
+            for index in range(ROUNDS):
+                pair = {}
+                for label, model in models if index % 2 == 0 else models[::-1]:
+                    pair[label] = run_perf_analyzer(model, server.grpc_url, work / "perf", [CONCURRENCY], label=label,
+                                                    protocol="grpc", window_ms=500).iloc[0]
+                rounds.append(pair)
+            median = lambda values: float(np.median(values))   # noqa: E731
+            grading.found["measured"] = {
+                "throughput": median([r["yours"]["throughput"] / r["baseline"]["throughput"] for r in rounds]),
+                "p99": median([r["yours"]["p99_ms"] / r["baseline"]["p99_ms"] for r in rounds]),
+                "yours_throughput": median([r["yours"]["throughput"] for r in rounds]),
+                "baseline_throughput": median([r["baseline"]["throughput"] for r in rounds]),
+                "yours_p99": median([r["yours"]["p99_ms"] for r in rounds]),
+                "baseline_p99": median([r["baseline"]["p99_ms"] for r in rounds])}
         return grading.found["measured"]
 
     def throughput() -> None:
         numbers = measured()
-        ratio = numbers["yours"]["throughput"] / numbers["baseline"]["throughput"]
-        expect(ratio >= THROUGHPUT_FLOOR,
-               f"{numbers['yours']['throughput']:.0f} inferences/s at concurrency {CONCURRENCY} is {ratio:.2f}x the "
-               f"baseline's {numbers['baseline']['throughput']:.0f}; at least {THROUGHPUT_FLOOR}x is needed. "
-               + _batching_hint(grading.found["config"]))
+        expect(numbers["throughput"] >= THROUGHPUT_FLOOR,
+               f"{numbers['yours_throughput']:.0f} inferences/s at concurrency {CONCURRENCY}, {numbers['throughput']:.2f}x "
+               f"the baseline's {numbers['baseline_throughput']:.0f} (medians of {ROUNDS} paired runs); at least "
+               f"{THROUGHPUT_FLOOR}x is needed. " + _batching_hint(grading.found["config"]))
 
     def latency() -> None:
         numbers = measured()
-        ratio = numbers["yours"]["p99_ms"] / numbers["baseline"]["p99_ms"]
-        expect(ratio <= P99_CEILING,
-               f"p99 {numbers['yours']['p99_ms']:.1f} ms at concurrency {CONCURRENCY} is {ratio:.2f}x the baseline's "
-               f"{numbers['baseline']['p99_ms']:.1f} ms; at most {P99_CEILING}x is allowed. "
+        expect(numbers["p99"] <= P99_CEILING,
+               f"p99 {numbers['yours_p99']:.1f} ms at concurrency {CONCURRENCY}, {numbers['p99']:.2f}x the baseline's "
+               f"{numbers['baseline_p99']:.1f} ms (medians of {ROUNDS} paired runs); it may be no higher. "
                + _batching_hint(grading.found["config"]))
 
     checks = [RUBRIC.check("10.1", "the model's name, platform, input and output are kept", keeps_signature),
@@ -163,7 +173,7 @@ def grade(tuned_config_text: Callable[[], str], work: Path, show: bool = True) -
               RUBRIC.check("10.3", "every answer matches the model in-process (200 digits)", answers_right, ("10.2",)),
               RUBRIC.check("10.4", f"at concurrency {CONCURRENCY}: at least {THROUGHPUT_FLOOR}x the unbatched "
                            "one-instance throughput", throughput, ("10.3",)),
-              RUBRIC.check("10.5", f"at concurrency {CONCURRENCY}: p99 at most {P99_CEILING}x the unbatched "
-                           "one-instance p99", latency, ("10.3",))]
+              RUBRIC.check("10.5", f"at concurrency {CONCURRENCY}: p99 no higher than the unbatched one-instance "
+                           "p99", latency, ("10.4",))]
     return grading.run(checks, show=show)
 
