@@ -130,6 +130,17 @@ def _check_model_analyzer() -> Finding:
                    "optional: `make model-analyzer` installs it; lesson 21 then runs it too", OPTIONAL)
 
 
+def _check_prometheus() -> Finding:
+    from course_utils.servers.prometheus import INSTALL_HINT
+
+    binary = shutil.which("prometheus")
+    output = _run([binary, "--version"]) if binary and shutil.which("promtool") else None
+    return Finding("Prometheus + promtool", output is not None,
+                   re.search(r"version (\S+)", output).group(1) if output else "not installed",
+                   f"optional: {INSTALL_HINT}; without it the course cannot scrape its servers into a real "
+                   "Prometheus or test alert rules", OPTIONAL)
+
+
 def _check_loopback_port() -> Finding:
     try:
         with socket.socket() as sock:
@@ -186,7 +197,7 @@ def all_findings() -> list[Finding]:
             _check_package("torch-model-archiver", "0.12.0"), _check_package("onnxruntime"),
             _check_package("nvidia-pytriton", "0.7.0"), _check_package("tritonclient", "2.51.0"),
             _check_cxx(), _check_loopback_port(), _check_socket_paths(), _check_disk(),
-            _check_gpu(), _check_tensorrt(), _check_docker(), _check_aiperf(), _check_model_analyzer()]
+            _check_gpu(), _check_tensorrt(), _check_docker(), _check_prometheus(), _check_aiperf(), _check_model_analyzer()]
 
 
 def format_table(findings: list[Finding]) -> str:

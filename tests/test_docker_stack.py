@@ -110,3 +110,11 @@ def test_grafana_dashboard_shows_rate_latency_and_queue_time_for_both_servers():
     scrape = yaml.safe_load((DOCKER / "prometheus" / "prometheus.yml").read_text())
     targets = {t for job in scrape["scrape_configs"] for c in job["static_configs"] for t in c["targets"]}
     assert targets == {"torchserve:8082", "triton:8002"}
+
+
+def test_the_stacks_prometheus_loads_the_course_alert_rules_and_triton_reports_the_p99_they_read():
+    scrape = yaml.safe_load((DOCKER / "prometheus" / "prometheus.yml").read_text())
+    assert scrape["rule_files"] == ["/etc/prometheus/alerts.yml"]
+    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    assert "../observability/alerts.yml:/etc/prometheus/alerts.yml:ro" in compose["services"]["prometheus"]["volumes"]
+    assert "--metrics-config=summary_latencies=true" in compose["services"]["triton"]["command"][0]

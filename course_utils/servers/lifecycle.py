@@ -242,6 +242,24 @@ class Server:
         return ""
 
 
+class LoggedProcessServer(Server):
+    """A Server launched as one subprocess.Popen that writes one log file, `log_path` (Triton, Prometheus).
+
+    Internal helper: no lesson calls it.
+    """
+
+    log_path: Path
+
+    def _process_alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def _exit_code(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def _logs(self) -> list[Path]:
+        return [] if self.external else [self.log_path]
+
+
 # ----- the registry of running servers ---------------------------------------------------
 def running() -> list[Server]:
     """The servers this Python process started and has not stopped, oldest first.

@@ -42,7 +42,7 @@ import requests
 
 from ..paths import replace_symlink
 from ..tools import tool_env
-from .lifecycle import Server, check_free_space, children_of, end_processes
+from .lifecycle import LoggedProcessServer, check_free_space, children_of, end_processes
 from .ports import LOCALHOST, free_ports, wait_until
 from .triton_external import copy_model_as_written, external_triton
 from .triton_serving_copy import serving_copy
@@ -102,7 +102,7 @@ def _triton_env() -> dict[str, str]:
 
 
 @dataclass(eq=False)
-class TritonServer(Server):
+class TritonServer(LoggedProcessServer):
     """A real tritonserver on 127.0.0.1 (or the external server named by TRITON_URL).
 
     `repository` is the model repository you write (production configs); `models`
@@ -244,15 +244,6 @@ class TritonServer(Server):
     def _wait_until_live(self, timeout_s: float, what: str) -> None:
         """Triton is ready to take load requests once /v2/health/live answers (the base's readiness probe)."""
         self._wait_until_answers(f"http://{self.http_url}/v2/health/live", self.ports.get("http"), timeout_s, what)
-
-    def _process_alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def _exit_code(self) -> int | None:
-        return None if self.process is None else self.process.poll()
-
-    def _logs(self) -> list[Path]:
-        return [] if self.external else [self.log_path]
 
     def begin_stop(self) -> Callable[[], None]:
         """Close the clients, then stop as every server does: SIGTERM, then its stubs and shm regions gone."""
