@@ -31,6 +31,7 @@ import psutil
 from .paths import REPO_ROOT
 from .perf_analyzer import perf_analyzer_env
 from .servers import watchdog
+from .servers.lifecycle import end_processes
 from .servers.ports import free_ports
 from .servers.triton import CONTROL_HEADER, _python_backend_dir, _triton_env, triton_install_dir
 from .servers.triton_serving_copy import serving_copy
@@ -194,10 +195,7 @@ def _stop_tree(process: subprocess.Popen) -> None:
         for leftover in alive:
             with contextlib.suppress(psutil.Error):
                 leftover.terminate()
-        _, alive = psutil.wait_procs(alive, timeout=5)
-        for leftover in alive:
-            with contextlib.suppress(psutil.Error):
-                leftover.kill()
+        end_processes(alive, timeout_s=5)
 
 
 def read_model_analyzer(out_dir: Path) -> pd.DataFrame:
