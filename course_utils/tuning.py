@@ -117,3 +117,26 @@ def best_under_slo(table: pd.DataFrame, slo_ms: float, latency: str = "p99_ms") 
     """
     meeting = table[table[latency] <= slo_ms].sort_values(["throughput", latency], ascending=[False, True])
     return None if meeting.empty else meeting.iloc[0]   # a tie in throughput goes to the lower latency
+
+
+def compare_paired(url: str, baseline: str, model: str, concurrency: int, out_dir: Path, rounds: int = 3,
+                   **perf_options) -> pd.DataFrame:
+    """Measure `model` against `baseline` (both loaded on the server at `url`) in `rounds` pairs of perf_analyzer
+    runs back to back, the order alternating; one row per pair, with `model`'s throughput and p99 as ratios of
+    `baseline`'s.
+
+    A busy moment on a shared machine slows both runs of a pair alike, so the median of the ratios is steadier
+    than one sweep's numbers measured a minute apart. Introduced in 21_tuning_to_an_slo.
+    """
+    models, rows = [baseline, model], []
+    for index in range(rounds):
+        pair = {}
+        for name in models if index % 2 == 0 else models[::-1]:
+            pair[name] = run_perf_analyzer(name, url, Path(out_dir), [concurrency], protocol="grpc",
+                                           **perf_options).iloc[0]
+        rows.append({"round": index + 1,
+                     "baseline_throughput": pair[baseline]["throughput"], "throughput": pair[model]["throughput"],
+                     "baseline_p99_ms": pair[baseline]["p99_ms"], "p99_ms": pair[model]["p99_ms"],
+                     "throughput_ratio": pair[model]["throughput"] / pair[baseline]["throughput"],
+                     "p99_ratio": pair[model]["p99_ms"] / pair[baseline]["p99_ms"]})
+    return pd.DataFrame(rows)

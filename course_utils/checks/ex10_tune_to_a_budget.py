@@ -25,10 +25,9 @@ import torch
 from ..machinery.grading import GradingSession, Rubric, Verdict, expect
 from ..models import load_digit_cnn
 from ..paths import empty_dir
-from ..perf_analyzer import run_perf_analyzer
 from ..pipelines import write_digit_classifier
 from ..triton_config import ConfigError, read_config, validate_model, write_config
-from ..tuning import Candidate, write_candidate
+from ..tuning import Candidate, compare_paired, write_candidate
 from .live_triton import serve_for_grading
 
 MODEL_NAME = "digits"
@@ -134,24 +133,15 @@ def grade(tuned_config_text: Callable[[], str], work: Path, show: bool = True) -
                    "an answer differs from the model's in-process answer for the same digit: " + SIGNATURE_HINT)
 
     def measured() -> dict[str, float]:
-        """Median over ROUNDS of (yours / baseline), each pair measured back to back, order alternating."""
+        """Medians over ROUNDS pairs of runs (baseline and yours back to back, the order alternating)."""
         if "measured" not in grading.found:
-            server, rounds = grading.found["server"], []
-            models = [("baseline", grading.found["baseline"]), ("yours", MODEL_NAME)]
-            for index in range(ROUNDS):
-                pair = {}
-                for label, model in models if index % 2 == 0 else models[::-1]:
-                    pair[label] = run_perf_analyzer(model, server.grpc_url, work / "perf", [CONCURRENCY], label=label,
-                                                    protocol="grpc", window_ms=500).iloc[0]
-                rounds.append(pair)
-            median = lambda values: float(np.median(values))   # noqa: E731
+            pairs = compare_paired(grading.found["server"].grpc_url, grading.found["baseline"], MODEL_NAME,
+                                   CONCURRENCY, work / "perf", rounds=ROUNDS, window_ms=500)
             grading.found["measured"] = {
-                "throughput": median([r["yours"]["throughput"] / r["baseline"]["throughput"] for r in rounds]),
-                "p99": median([r["yours"]["p99_ms"] / r["baseline"]["p99_ms"] for r in rounds]),
-                "yours_throughput": median([r["yours"]["throughput"] for r in rounds]),
-                "baseline_throughput": median([r["baseline"]["throughput"] for r in rounds]),
-                "yours_p99": median([r["yours"]["p99_ms"] for r in rounds]),
-                "baseline_p99": median([r["baseline"]["p99_ms"] for r in rounds])}
+                "throughput": pairs["throughput_ratio"].median(), "p99": pairs["p99_ratio"].median(),
+                "yours_throughput": pairs["throughput"].median(),
+                "baseline_throughput": pairs["baseline_throughput"].median(),
+                "yours_p99": pairs["p99_ms"].median(), "baseline_p99": pairs["baseline_p99_ms"].median()}
         return grading.found["measured"]
 
     def throughput() -> None:
