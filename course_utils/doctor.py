@@ -137,8 +137,8 @@ def _check_prometheus() -> Finding:
     output = _run([binary, "--version"]) if binary and shutil.which("promtool") else None
     return Finding("Prometheus + promtool", output is not None,
                    re.search(r"version (\S+)", output).group(1) if output else "not installed",
-                   f"optional: {INSTALL_HINT}; without it the course cannot scrape its servers into a real "
-                   "Prometheus or test alert rules", OPTIONAL)
+                   f"{INSTALL_HINT}. Lesson 22, ex11 and `make test` (the alert-rule tests) need it; the other "
+                   "lessons run without it")
 
 
 def _check_loopback_port() -> Finding:

@@ -4,6 +4,7 @@ as soon as the previous answer arrives. Used to compare server settings."""
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -94,3 +95,14 @@ def run_load(send: Callable[[requests.Session], requests.Response], requests_tot
     result.duration_s = time.perf_counter() - start
     bar.close()
     return result
+
+
+def run_load_for(send: Callable[[requests.Session], requests.Response], seconds: float, concurrency: int,
+                 label: str = "") -> LoadResult:
+    """run_load() by the clock: `concurrency` clients send for `seconds`, with no warm-up and no progress bar.
+
+    For a load that runs beside something else (a fault, a scrape), where a fixed count would end at an
+    unknown time. Introduced in 22_watching_servers.
+    """
+    return run_load(send, requests_total=sys.maxsize, concurrency=concurrency, label=label, warmup=0, progress=False,
+                    timeout_s=seconds)

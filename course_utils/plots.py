@@ -300,3 +300,28 @@ def plot_frontier(table: "pd.DataFrame", frontier_rows: "pd.DataFrame", slo_ms: 
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def plot_timeline(panels: "dict[str, pd.DataFrame]", phases: dict[str, tuple[float, float]], title: str) -> Figure:
+    """Panels of Prometheus range queries over one run (seconds on x), the phases of the run shaded.
+
+    `panels` maps a panel's y label to a table from Prometheus.range_frame() (one line per column);
+    `phases` maps a phase's name to its (start, end) in the same seconds.
+    Introduced in 22_watching_servers.
+    """
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.1 * len(panels)), sharex=True, squeeze=False)
+    plt.close(fig)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (ylabel, frame) in zip(axes[:, 0], panels.items()):
+        for column in frame.columns:
+            ax.plot(frame.index, frame[column], marker=".", markersize=3, label=str(column))
+        for index, (name, (start, end)) in enumerate(phases.items()):
+            ax.axvspan(start, end, color=colors[(index + 3) % len(colors)], alpha=0.12,
+                       label=name if ax is axes[0, 0] else None)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left", ncol=4)
+    axes[-1, 0].set_xlabel("seconds since the run started (Prometheus samples, one a second)")
+    axes[0, 0].set_title(title)
+    fig.tight_layout()
+    return fig

@@ -399,3 +399,47 @@ def test_ex10(tmp_path):
     # max_batch_size 0: the dims now have to include the batch dimension, and a request for one digit fails
     unbatched = config("max_batch_size: 0")
     fails(grader.grade(lambda: unbatched, tmp_path / "w5", show=False), {"10.3": "max_batch_size 0"})
+
+
+# ----- ex11: read the servers' metrics -----------------------------------------------------------
+@pytest.mark.slow
+def test_ex11(tmp_path):
+    from course_utils.checks import ex11_read_the_metrics as grader
+
+    def ok(model: str, window: str) -> str:
+        return f'nv_inference_request_success{{model="{model}"}}[{window}]'
+
+    def failed(model: str, window: str) -> str:
+        return f'nv_inference_request_failure{{model="{model}"}}[{window}]'
+
+    seconds = lambda window: int(window.removesuffix("s"))   # noqa: E731
+    # written differently: increase() over the window's seconds, 1 - the success share, * 0.001, no max()
+    alternative = dict(
+        success_rate=lambda m, w: f"sum(increase({ok(m, w)})) / {seconds(w)}",
+        error_ratio=lambda m, w: f"1 - sum(increase({ok(m, w)})) / (sum(increase({ok(m, w)})) + sum(increase({failed(m, w)})))",
+        mean_queue_ms=lambda m, w: (f'sum by (model) (rate(nv_inference_queue_duration_us{{model="{m}"}}[{w}])) '
+                                    f"/ sum by (model) (rate({ok(m, w)})) * 0.001"),
+        batch_size=lambda m, w: (f'sum(increase(nv_inference_count{{model="{m}"}}[{w}])) '
+                                 f'/ sum(increase(nv_inference_exec_count{{model="{m}"}}[{w}]))'),
+        p99_ms=lambda m: f'nv_inference_request_summary_us{{model="{m}", quantile="0.99"}} / 1e3')
+    all_pass(grader.grade(**alternative, work=tmp_path / "ok", show=False))
+    # the mistakes a learner makes: a raw counter, failures over successes, microseconds, upside down
+    wrong = dict(
+        success_rate=lambda m, w: f'sum(nv_inference_request_success{{model="{m}"}})',
+        error_ratio=lambda m, w: f"sum(rate({failed(m, w)})) / sum(rate({ok(m, w)}))",
+        mean_queue_ms=lambda m, w: f'sum(rate(nv_inference_queue_duration_us{{model="{m}"}}[{w}])) / sum(rate({ok(m, w)}))',
+        batch_size=lambda m, w: (f'sum(rate(nv_inference_exec_count{{model="{m}"}}[{w}])) '
+                                 f'/ sum(rate(nv_inference_count{{model="{m}"}}[{w}]))'),
+        p99_ms=lambda m: f'max(nv_inference_request_summary_us{{model="{m}", quantile="0.99"}})')
+    fails(grader.grade(**wrong, work=tmp_path / "w1", show=False),
+          {"11.1": "a counter is a total", "11.2": "divides failures by successes", "11.3": "microseconds",
+           "11.4": "inverse", "11.5": "microseconds"})
+    # every model summed, one series per failure reason, queue time per second, a misspelt metric
+    wrong = dict(
+        success_rate=lambda m, w: "sum(rate(nv_inference_request_success[%s]))" % w,
+        error_ratio=lambda m, w: f"rate({failed(m, w)}) / on (model, version) group_left sum by (model, version) (rate({ok(m, w)}))",
+        mean_queue_ms=lambda m, w: f'sum(rate(nv_inference_queue_duration_us{{model="{m}"}}[{w}])) / 1000',
+        batch_size=lambda m, w: f'sum(rate(nv_inference_batch_size{{model="{m}"}}[{w}]))',
+        p99_ms=alternative["p99_ms"])
+    fails(grader.grade(**wrong, work=tmp_path / "w2", show=False),
+          {"11.1": "every model summed", "11.2": "series", "11.3": "per second, not per request", "11.4": "no data"})

@@ -181,35 +181,40 @@ def read_verdicts(path: str | os.PathLike) -> list[Verdict]:
 
 
 class GradingSession:
-    """What the checks of one grader run share: the server a check started, and what a check found.
+    """What the checks of one grader run share: the servers a check started, and what a check found.
 
-    `serve(server)` starts a server and keeps it; `run(checks)` runs the checks and then stops that
-    server, whatever happened. `found` holds what one check built for later ones (an exported file,
-    a parsed config), by name.
+    `serve(server)` starts a server and keeps it (`server` is the first one); `run(checks)` runs the checks
+    and then stops those servers, the last started first, whatever happened. `found` holds what one check
+    built for later ones (an exported file, a parsed config), by name.
     """
 
     def __init__(self) -> None:
-        self.server: Any = None
+        self.servers: list[Any] = []
         self.found: dict[str, Any] = {}
+
+    @property
+    def server(self) -> Any:
+        """The first server a check started (None before that)."""
+        return self.servers[0] if self.servers else None
 
     def serve(self, server: Any) -> Any:
         """Keep `server` (to be stopped after the checks) and start it; return it.
 
         Internal helper: no lesson calls it.
         """
-        self.server = server
+        self.servers.append(server)
         return server.start()
 
     def run(self, checks: Iterable[Check], show: bool = True) -> list[Verdict]:
-        """run_checks(), then stop the server a check started, whatever happened.
+        """run_checks(), then stop the servers the checks started, whatever happened.
 
         Internal helper: no lesson calls it.
         """
         try:
             return run_checks(checks, show=show)
         finally:
-            if self.server is not None:
-                self.server.stop()
+            for server in reversed(self.servers):
+                server.stop()
 
 
 def expect(condition: bool, message: str) -> None:

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+import pandas as pd
 import requests
 
 from .lifecycle import LoggedProcessServer
-from .ports import LOCALHOST, free_ports
+from .ports import LOCALHOST, free_ports, wait_until
 
 INSTALL_HINT = ("Prometheus is not installed: `sudo apt-get install prometheus` (Debian, Ubuntu, WSL: Prometheus 2.42 "
                 "and promtool), or unpack a release from prometheus.io and put its folder on PATH")
@@ -39,12 +40,18 @@ def prometheus_binary(name: str = "prometheus") -> str:
     return found
 
 
+def _host_port(address: str) -> str:
+    """ "http://127.0.0.1:8002/metrics" or "127.0.0.1:8002" -> "127.0.0.1:8002" (Prometheus adds /metrics)."""
+    return address.split("://")[-1].removesuffix("/").removesuffix("/metrics")
+
+
 @dataclass(eq=False)
 class Prometheus(LoggedProcessServer):
-    """A real Prometheus on 127.0.0.1 scraping `targets` (job name -> "host:port" serving /metrics).
+    """A real Prometheus on 127.0.0.1 scraping `targets` (job name -> "host:port" serving /metrics, or that
+    metrics URL: a server's `metrics_url`).
 
     `rule_files` are alerting rule files it loads. Use it as a context manager or call start()/stop().
-    Internal helper: no lesson calls it.
+    Introduced in 22_watching_servers.
     """
 
     work_dir: Path
@@ -86,7 +93,7 @@ class Prometheus(LoggedProcessServer):
             lines += ["rule_files:", *[f"  - '{Path(path).resolve()}'" for path in self.rule_files]]
         lines.append("scrape_configs:")
         for job, address in self.targets.items():
-            lines += [f"  - job_name: '{job}'", "    static_configs:", f"      - targets: ['{address}']"]
+            lines += [f"  - job_name: '{job}'", "    static_configs:", f"      - targets: ['{_host_port(address)}']"]
         return "\n".join(lines) + "\n"
 
     def command(self) -> list[str]:
@@ -94,6 +101,10 @@ class Prometheus(LoggedProcessServer):
         return [prometheus_binary(), f"--config.file={self.config_path}",
                 f"--storage.tsdb.path={self.work_dir / 'data'}", "--storage.tsdb.retention.time=2h",
                 f"--web.listen-address={LOCALHOST}:{self.ports['http']}"]
+
+    def pids(self) -> list[int]:
+        """The prometheus process's PID ([] when this kernel did not start one), to check that stop() ended it."""
+        return [self.process.pid] if self.process is not None and self.process.poll() is None else []
 
     # ----- queries --------------------------------------------------------------------
     def query(self, promql: str, at: float | None = None) -> list[dict[str, Any]]:
@@ -111,6 +122,47 @@ class Prometheus(LoggedProcessServer):
         """Each scrape job's health as Prometheus sees it: "up", "down" or "unknown" (not scraped yet)."""
         answer = requests.get(f"{self.url}/api/v1/targets", timeout=10).json()
         return {target["labels"]["job"]: target["health"] for target in answer["data"]["activeTargets"]}
+
+    def range_frame(self, promql: str, start: float, end: float, step_s: float = 1.0,
+                    label: str = "job") -> pd.DataFrame:
+        """A range query as a table: one row per step (seconds since `start`), one column per series, named by
+        the series' `label` (e.g. job or model). Introduced in 22_watching_servers.
+        """
+        columns = {}
+        for series in self.query_range(promql, start, end, step_s):
+            name = series["metric"].get(label, promql)
+            columns[name] = pd.Series({float(t) - start: float(v) for t, v in series["values"]})
+        return pd.DataFrame(columns).sort_index()
+
+    def metadata(self, job: str) -> list[dict[str, str]]:
+        """What one scrape job's target exports: [{"metric", "type", "help"}, ...], from Prometheus' metadata API
+        (`/api/v1/targets/metadata`), which keeps the `# TYPE` and `# HELP` lines of the last scrape.
+        Introduced in 22_watching_servers.
+        """
+        answer = requests.get(f"{self.url}/api/v1/targets/metadata",
+                              params={"match_target": f'{{job="{job}"}}'}, timeout=10).json()
+        if answer.get("status") != "success":
+            raise ValueError(f"Prometheus has no metadata for job {job!r}: {answer.get('error', answer)}")
+        return [{"metric": item["metric"], "type": item["type"], "help": item["help"]} for item in answer["data"]]
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """The alerts whose rule is true now: [{"name", "state" ("pending" or "firing"), "labels", "since"}],
+        from `/api/v1/alerts`. Introduced in 22_watching_servers.
+        """
+        answer = requests.get(f"{self.url}/api/v1/alerts", timeout=10).json()
+        return [{"name": alert["labels"]["alertname"], "state": alert["state"], "labels": alert["labels"],
+                 "since": alert.get("activeAt", "")} for alert in answer["data"]["alerts"]]
+
+    def wait_for_targets(self, timeout_s: float = 30.0) -> dict[str, str]:
+        """Wait until Prometheus has scraped every target and found it up; return target_health().
+
+        Before its first scrape a target has no series at all, and every query about it answers []. A target
+        still down after `timeout_s` raises TimeoutError, naming it. Introduced in 22_watching_servers.
+        """
+        expected = {job: "up" for job in self.targets}
+        wait_until(lambda: self.target_health() == expected, timeout_s, f"Prometheus to scrape {sorted(expected)}",
+                   on_timeout=lambda: f"targets: {self.target_health()}")
+        return self.target_health()
 
     def _api(self, endpoint: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         answer = requests.get(f"{self.url}/api/v1/{endpoint}", params=params, timeout=30).json()
