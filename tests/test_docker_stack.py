@@ -101,11 +101,16 @@ def test_dockerfiles_lint_clean():
         assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_grafana_dashboard_shows_rate_latency_and_queue_time_for_both_servers():
+def test_grafana_dashboard_answers_lesson_22s_questions_for_both_servers():
+    """Rate, error ratio, latency (Triton's p99 from its summary), queue against compute, batch size, alerts: the
+    metrics lesson 22 reads. tests/test_prometheus.py runs each panel's query against a real Prometheus."""
     dashboard = json.loads((DOCKER / "grafana" / "dashboards" / "serving.json").read_text())
     expressions = " ".join(t["expr"] for panel in dashboard["panels"] for t in panel["targets"])
     for metric in ["ts_inference_requests_total", "ts_inference_latency_microseconds", "ts_queue_latency_microseconds",
-                   "nv_inference_request_success", "nv_inference_request_duration_us", "nv_inference_queue_duration_us"]:
+                   "Requests2XX", "Requests4XX", "Requests5XX",
+                   "nv_inference_request_success", "nv_inference_request_failure", 'nv_inference_request_summary_us{quantile="0.99"}',
+                   "nv_inference_queue_duration_us", "nv_inference_compute_infer_duration_us", "nv_inference_count",
+                   "nv_inference_exec_count", "ALERTS"]:
         assert metric in expressions, f"the dashboard has no panel using {metric}"
     scrape = yaml.safe_load((DOCKER / "prometheus" / "prometheus.yml").read_text())
     targets = {t for job in scrape["scrape_configs"] for c in job["static_configs"] for t in c["targets"]}

@@ -416,7 +416,8 @@ def test_ex11(tmp_path):
     # written differently: increase() over the window's seconds, 1 - the success share, * 0.001, no max()
     alternative = dict(
         success_rate=lambda m, w: f"sum(increase({ok(m, w)})) / {seconds(w)}",
-        error_ratio=lambda m, w: f"1 - sum(increase({ok(m, w)})) / (sum(increase({ok(m, w)})) + sum(increase({failed(m, w)})))",
+        error_ratio=lambda m, w: (f"scalar(sum(increase({failed(m, w)}))) / scalar(sum(increase({ok(m, w)})) "
+                                  f"+ sum(increase({failed(m, w)})))"),   # a scalar, not a series
         mean_queue_ms=lambda m, w: (f'sum by (model) (rate(nv_inference_queue_duration_us{{model="{m}"}}[{w}])) '
                                     f"/ sum by (model) (rate({ok(m, w)})) * 0.001"),
         batch_size=lambda m, w: (f'sum(increase(nv_inference_count{{model="{m}"}}[{w}])) '
@@ -442,4 +443,14 @@ def test_ex11(tmp_path):
         batch_size=lambda m, w: f'sum(rate(nv_inference_batch_size{{model="{m}"}}[{w}]))',
         p99_ms=alternative["p99_ms"])
     fails(grader.grade(**wrong, work=tmp_path / "w2", show=False),
-          {"11.1": "every model summed", "11.2": "series", "11.3": "per second, not per request", "11.4": "no data"})
+          {"11.1": "every model together", "11.2": "series", "11.3": "per second, not per request", "11.4": "no data"})
+    # inferences for requests, the model and window written in, requests per execution, p99 of every model
+    wrong = dict(
+        success_rate=lambda m, w: f'sum(rate(nv_inference_count{{model="{m}"}}[{w}]))',
+        error_ratio=lambda m, w: alternative["error_ratio"]("graded_digits", "6s"),
+        mean_queue_ms=alternative["mean_queue_ms"],
+        batch_size=lambda m, w: f"sum(rate({ok(m, w)})) / sum(rate(nv_inference_exec_count{{model=\"{m}\"}}[{w}]))",
+        p99_ms=lambda m: 'max(nv_inference_request_summary_us{quantile="0.99"}) / 1000')
+    fails(grader.grade(**wrong, work=tmp_path / "w3", show=False),
+          {"11.1": "inferences, not requests", "11.2": "not from fixed text", "11.4": "requests per execution",
+           "11.5": "model"})   # every model together, or (where the graded model's p99 is the larger) fixed text

@@ -24,7 +24,7 @@ def test_a_missing_prometheus_says_how_to_install_it(monkeypatch):
     from course_utils.servers import prometheus
 
     monkeypatch.setattr(prometheus.shutil, "which", lambda name: None)
-    with pytest.raises(FileNotFoundError, match="apt-get install prometheus"):
+    with pytest.raises(FileNotFoundError, match="apt-get install --no-install-recommends prometheus"):
         prometheus.prometheus_binary("promtool")
 
 
@@ -86,3 +86,43 @@ def test_a_killed_kernel_leaves_no_prometheus_behind(tmp_path):
     while alive([pid]) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not alive([pid])
+
+
+def test_every_grafana_panel_query_answers_from_a_real_prometheus(tmp_path):
+    """The docker stack's dashboard, checked without Docker: each panel's PromQL, run by a real Prometheus that
+    scrapes a real TorchServe and Triton after some good and some bad requests, answers with data (the alerts
+    panel may be empty, but Prometheus must accept it)."""
+    import requests
+
+    from course_utils.archiver import archive_model, handler_file, save_torchscript, write_index_to_name
+    from course_utils.data import CHURN_CLASSES
+    from course_utils.models import load_churn_model, load_digit_cnn
+    from course_utils.pipelines import write_digit_classifier
+    from course_utils.servers.prometheus import Prometheus
+    from course_utils.servers.torchserve import TorchServe
+    from course_utils.servers.triton import TritonServer
+
+    dashboard = json.loads((Path(__file__).resolve().parents[1] / "docker" / "grafana" / "dashboards"
+                            / "serving.json").read_text())
+    model_file = save_torchscript(load_churn_model().model, tmp_path / "churn.pt")
+    archive_model("churn", model_file, handler_file("churn_handler"), tmp_path / "store",
+                  extra_files=[handler_file("batch_safe"), write_index_to_name(CHURN_CLASSES, tmp_path)])
+    digits = load_digit_cnn()
+    write_digit_classifier(tmp_path / "repo", digits.model, name="digits")
+    body = {"inputs": [{"name": "input__0", "shape": [1, 1, 8, 8], "datatype": "FP32",
+                        "data": digits.data.x_test[0].ravel().tolist()}]}
+    with TorchServe(tmp_path / "store", tmp_path / "ts", models=["churn.mar"]) as torchserve, \
+            TritonServer(tmp_path / "repo", tmp_path / "triton", models=["digits"],
+                         extra_args=["--metrics-config=summary_latencies=true"]) as triton, \
+            Prometheus(tmp_path / "prom", targets={"torchserve": torchserve.metrics_url,
+                                                   "triton": triton.metrics_url}) as prometheus:
+        prometheus.wait_for_targets()
+        for values in ([24, 80.5, 2, 12],) * 20 + ([24, 80.5, 2],) * 3:
+            requests.post(f"{torchserve.inference_url}/predictions/churn", json={"data": values},
+                          headers=torchserve.headers("inference"), timeout=10)
+        for _ in range(20):
+            assert requests.post(f"http://{triton.http_url}/v2/models/digits/infer", json=body, timeout=10).ok
+        time.sleep(3)   # scrapes after the requests
+        empty = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]
+                 if not prometheus.query(target["expr"]) and "ALERTS" not in target["expr"]]
+    assert not empty, f"panel queries without data: {empty}"

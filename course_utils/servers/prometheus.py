@@ -25,8 +25,11 @@ import requests
 from .lifecycle import LoggedProcessServer
 from .ports import LOCALHOST, free_ports, wait_until
 
-INSTALL_HINT = ("Prometheus is not installed: `sudo apt-get install prometheus` (Debian, Ubuntu, WSL: Prometheus 2.42 "
-                "and promtool), or unpack a release from prometheus.io and put its folder on PATH")
+INSTALL_HINT = ("Prometheus is not installed: `sudo apt-get install --no-install-recommends prometheus` (Debian, "
+                "Ubuntu, WSL; it brings promtool; Debian 12's 2.42 is the version the course is tested with), then "
+                "`sudo systemctl disable --now prometheus` where systemd runs (the package starts a system-wide "
+                "Prometheus on 0.0.0.0:9090; the course starts its own on 127.0.0.1). Or unpack a release from "
+                "prometheus.io and put its folder on PATH")
 
 
 def prometheus_binary(name: str = "prometheus") -> str:
@@ -59,6 +62,7 @@ class Prometheus(LoggedProcessServer):
     scrape_interval_s: float = 1.0
     rule_files: Sequence[Path] = ()
     startup_timeout_s: float = 60.0
+    use_external: bool = True   # False: start one even where PROMETHEUS_URL names another (a grader's own)
     process: subprocess.Popen | None = field(default=None, init=False, repr=False)
     kind = "Prometheus"
     main_address = "http"
@@ -67,7 +71,7 @@ class Prometheus(LoggedProcessServer):
 
     def __post_init__(self) -> None:
         self.work_dir = Path(self.work_dir).resolve()
-        external = os.environ.get("PROMETHEUS_URL", "").strip()
+        external = os.environ.get("PROMETHEUS_URL", "").strip() if self.use_external else ""
         self.external = {"http": external.removeprefix("http://").rstrip("/")} if external else None
         self.addresses: dict[str, str] = dict(self.external or {})
         self.ports: dict[str, int] = {}

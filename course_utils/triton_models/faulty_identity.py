@@ -4,7 +4,7 @@ is negative.
 Raising is the bug it stands for: the Python backend then fails every request of the batch with HTTP 500, and
 Triton 2.51 counts them in nv_inference_request_failure{reason="BACKEND"}. (A model's own error response, a 400
 it returns for bad input, counts as a success; a request Triton refuses before the model, a wrong shape or a
-full queue, is not counted at all.) The grader needs failures that Triton counts, so that an error ratio has
+full queue, is not counted at all: tests/test_triton_metrics.py.) The grader needs failures that Triton counts, so that an error ratio has
 something to measure.
 """
 
