@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from course_utils.servers.lifecycle import Server
+from course_utils.servers.lifecycle import Server, ask_to_stop
 from course_utils.servers.ports import LOCALHOST, free_ports
 
 
@@ -45,18 +45,7 @@ class FileServer(Server):
 
     def _terminate(self) -> Callable[[], None]:
         process, self.process = self.process, None
-        if process is None:
-            return lambda: None
-        process.terminate()
-
-        def finish() -> None:
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
-
-        return finish
+        return (lambda: None) if process is None else ask_to_stop(process, grace_s=5)
 
     def _load_models(self) -> None:
         pass

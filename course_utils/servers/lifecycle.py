@@ -28,6 +28,8 @@ import contextlib
 import errno
 import os
 import shutil
+import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -325,6 +327,25 @@ def owns_port(pid: int, port: int) -> bool:
     except psutil.NoSuchProcess:
         return False
     return any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in sockets)
+
+
+def ask_to_stop(process: subprocess.Popen, grace_s: float) -> Callable[[], None]:
+    """Send `process` SIGTERM (if it still runs) without waiting; return the call that waits up to `grace_s`
+    for it to exit, then kills it.
+
+    Internal helper: no lesson calls it.
+    """
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+
+    def finish() -> None:
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+    return finish
 
 
 def end_processes(processes: Iterable[psutil.Process], timeout_s: float) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 import pandas as pd
 import requests
 
-from .lifecycle import LoggedProcessServer
+from .lifecycle import LoggedProcessServer, ask_to_stop
 from .ports import LOCALHOST, free_ports, wait_until
 
 INSTALL_HINT = ("Prometheus is not installed: `sudo apt-get install --no-install-recommends prometheus` (Debian, "
@@ -204,16 +203,4 @@ class Prometheus(LoggedProcessServer):
     def _terminate(self) -> Callable[[], None]:
         """SIGTERM (Prometheus writes its database and exits); return the call that waits for it."""
         process, self.process = self.process, None
-        if process is None:
-            return lambda: None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-
-        def finish() -> None:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
-
-        return finish
+        return (lambda: None) if process is None else ask_to_stop(process, grace_s=15)

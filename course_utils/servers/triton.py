@@ -27,7 +27,6 @@ import contextlib
 import os
 import secrets
 import shlex
-import signal
 import subprocess
 import sys
 import sysconfig
@@ -42,7 +41,7 @@ import requests
 
 from ..paths import replace_symlink
 from ..tools import tool_env
-from .lifecycle import LoggedProcessServer, check_free_space, children_of, end_processes
+from .lifecycle import LoggedProcessServer, ask_to_stop, check_free_space, children_of, end_processes
 from .ports import LOCALHOST, free_ports, wait_until
 from .triton_external import copy_model_as_written, external_triton
 from .triton_serving_copy import serving_copy
@@ -261,15 +260,10 @@ class TritonServer(LoggedProcessServer):
         if process is None:
             return lambda: None
         children = children_of(process.pid)
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+        wait_for_tritonserver = ask_to_stop(process, grace_s=20)
 
         def finish() -> None:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+            wait_for_tritonserver()
             end_processes(children, timeout_s=10)
             for region in self.shm_regions():
                 region.unlink(missing_ok=True)
