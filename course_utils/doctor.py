@@ -137,7 +137,7 @@ def _check_prometheus() -> Finding:
     output = _run([binary, "--version"]) if binary and shutil.which("promtool") else None
     return Finding("Prometheus + promtool", output is not None,
                    re.search(r"version (\S+)", output).group(1) if output else "not installed",
-                   f"{INSTALL_HINT}. Lesson 22, ex11 and `make test` (the alert-rule tests) need it; the other "
+                   f"{INSTALL_HINT}. Lesson 22, ex11, ex12 and `make test` (the alert-rule tests) need it; the other "
                    "lessons run without it")
 
 

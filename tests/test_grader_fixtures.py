@@ -454,3 +454,52 @@ def test_ex11(tmp_path):
     fails(grader.grade(**wrong, work=tmp_path / "w3", show=False),
           {"11.1": "inferences, not requests", "11.2": "not from fixed text", "11.4": "requests per execution",
            "11.5": "model"})   # every model together, or (where the graded model's p99 is the larger) fixed text
+
+
+# ----- ex12: the capstone, deploy to an SLO ---------------------------------------------------
+@pytest.mark.slow
+def test_ex12(tmp_path):
+    from course_utils.checks import ex12_deploy_to_an_slo as grader
+    from course_utils.models import load_digit_cnn
+    from course_utils.pipelines import write_digit_classifier
+
+    torchserve = fixture("ex12_torchserve")
+    # the second reference deployment, on the other server than the solution's
+    measured = {}
+    all_pass(grader.grade(torchserve.deploy, lambda: torchserve.ALERT_RULES, tmp_path / "ok", show=False,
+                          measured=measured))
+    print("TorchServe reference:", measured)
+
+    # Triton without a pixel check (a pixel of 255 is answered with 200), and the course's error-ratio alert alone,
+    # which counts failures Triton never records for a model it does not have
+    def unchecked(folder):
+        write_digit_classifier(folder, load_digit_cnn().model, name="digits")
+        return "triton"
+
+    error_ratio_only = """\
+groups:
+  - name: copied
+    rules:
+      - alert: TritonErrorRatioHigh
+        expr: |
+          sum by (model) (rate(nv_inference_request_failure[1m]))
+            / (sum by (model) (rate(nv_inference_request_success[1m]))
+               + sum by (model) (rate(nv_inference_request_failure[1m]))) > 0.05
+        for: 20s
+"""
+    fails(grader.grade(unchecked, lambda: error_ratio_only, tmp_path / "w1", show=False),
+          {"12.3": "pixel_check", "12.6": "Triton does not count"})
+
+    # batches of 8 with TorchServe's default delay (100 ms: every batch waits for requests that never come),
+    # and an alert on 4xx, which the rightly refused hostile inputs fire
+    batched = lambda folder: torchserve.deploy(folder, "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 8\n")  # noqa: E731
+    on_4xx = """\
+groups:
+  - name: noisy
+    rules:
+      - alert: ClientErrors
+        expr: sum(rate(Requests4XX[30s])) > 0
+        for: 2s
+"""
+    fails(grader.grade(batched, lambda: on_4xx, tmp_path / "w2", show=False),
+          {"12.4": "maxBatchDelay", "12.5": "rightly refused"})

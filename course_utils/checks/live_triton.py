@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 from ..machinery.grading import Fail, GradingSession
 from ..servers.triton import ModelLoadError, TritonServer
 
 
-def serve_for_grading(grading: GradingSession, repository: Path, work: Path, model: str) -> TritonServer:
-    """Start tritonserver on `repository` for the grading session (which stops it after the checks), load `model`.
+def serve_for_grading(grading: GradingSession, repository: Path, work: Path, model: str,
+                      extra_args: Sequence[str] = ()) -> TritonServer:
+    """Start tritonserver on `repository` (with `extra_args`) for the grading session (which stops it after the
+    checks), load `model`.
 
     A load error becomes a Fail that quotes the server's reason.
     Internal helper: no lesson calls it.
     """
-    server = grading.serve(TritonServer(repository, Path(work) / "server"))
+    server = grading.serve(TritonServer(repository, Path(work) / "server", extra_args=extra_args))
     try:
         server.load(model)
     except ModelLoadError as err:
