@@ -49,7 +49,6 @@ from ..models import load_digit_cnn
 from ..paths import empty_dir
 from ..servers.prometheus import Prometheus, prometheus_binary
 from ..servers.torchserve import TorchServe
-from ..servers.triton import TritonServer
 from .live_triton import serve_for_grading
 
 MODEL = "digits"
