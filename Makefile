@@ -28,7 +28,7 @@ LOCK_DATE  ?= 2026-12-01T00:00:00Z
 LOCK_TORCH ?= --torch-backend cpu
 LOCK_OUTPUT ?= requirements.lock
 
-.PHONY: setup lab test test-fast release grade grade-submissions doctor lock lock-check models reset-exercise clean aiperf aiperf-lock model-analyzer model-analyzer-lock
+.PHONY: setup lab test test-fast release grade grade-submissions doctor lock lock-check models reset-exercise clean aiperf aiperf-lock model-analyzer model-analyzer-lock kserve kserve-lock
 
 setup: $(STAMP)
 
@@ -90,6 +90,22 @@ model-analyzer-lock: setup
 	    --upgrade --custom-compile-command "make model-analyzer-lock" -o tools/model-analyzer.lock
 	@# Model Analyzer asks for tritonclient[all]: pip's --require-hashes wants that extra on the pinned line.
 	sed -i -E 's/^tritonclient==/tritonclient[all]==/' tools/model-analyzer.lock
+
+# The KServe SDK (lesson 10's manifests, checked against its InferenceService schema), the same way: its own
+# environment from its own lock (about 450 MB, a minute). make test skips that check without it; CI installs it.
+override KSERVE_VENV := .venv-kserve
+kserve: $(KSERVE_VENV)/.installed
+
+$(KSERVE_VENV)/.installed: tools/kserve.lock | setup
+	test -x $(KSERVE_VENV)/bin/python || $(PY) -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/python -m pip install --quiet --require-hashes -r tools/kserve.lock
+	$(KSERVE_VENV)/bin/python -c "import kserve; print('kserve SDK installed:', kserve.V1beta1InferenceService.__name__)"
+	touch $@
+
+kserve-lock: setup
+	$(VENV)/bin/uv pip compile tools/kserve.in --quiet --python-version 3.11 --generate-hashes \
+	    --python-platform x86_64-manylinux_2_35 --exclude-newer $(LOCK_DATE) \
+	    --upgrade --custom-compile-command "make kserve-lock" -o tools/kserve.lock
 
 # Course authors: retrain the weights the course ships (course_utils/weights/) on the AVX2 code path.
 models: setup

@@ -17,7 +17,7 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
-from .paths import short_temp_dir, socket_path_problem, without_machine_paths
+from .paths import REPO_ROOT, short_temp_dir, socket_path_problem, without_machine_paths
 
 REQUIRED, OPTIONAL = "required", "optional"
 
@@ -130,6 +130,14 @@ def _check_model_analyzer() -> Finding:
                    "optional: `make model-analyzer` installs it; lesson 21 then runs it too", OPTIONAL)
 
 
+def _check_kserve_sdk() -> Finding:
+    python = REPO_ROOT / ".venv-kserve" / "bin" / "python"
+    output = _run([str(python), "-c", "import kserve; print('kserve SDK')"]) if python.exists() else None
+    return Finding("KServe SDK (.venv-kserve)", output is not None, "installed" if output else "not installed",
+                   "optional: `make kserve` installs it; `make test` then checks kserve/*.yaml against its "
+                   "InferenceService schema (lesson 10, ex12)", OPTIONAL)
+
+
 def _check_prometheus() -> Finding:
     from course_utils.servers.prometheus import INSTALL_HINT
 
@@ -197,7 +205,8 @@ def all_findings() -> list[Finding]:
             _check_package("torch-model-archiver", "0.12.0"), _check_package("onnxruntime"),
             _check_package("nvidia-pytriton", "0.7.0"), _check_package("tritonclient", "2.51.0"),
             _check_cxx(), _check_loopback_port(), _check_socket_paths(), _check_disk(),
-            _check_gpu(), _check_tensorrt(), _check_docker(), _check_prometheus(), _check_aiperf(), _check_model_analyzer()]
+            _check_gpu(), _check_tensorrt(), _check_docker(), _check_prometheus(), _check_aiperf(), _check_model_analyzer(),
+            _check_kserve_sdk()]
 
 
 def format_table(findings: list[Finding]) -> str:

@@ -1,5 +1,6 @@
 """The course's alert rules (observability/alerts.yml) pass Prometheus' own checker and their promtool unit tests:
-each alert fires on the series that should fire it and stays silent on healthy ones."""
+each alert fires on the series that should fire it and stays silent on healthy ones. And ex12's grader reads a
+learner's rules file as Prometheus would."""
 
 from __future__ import annotations
 
@@ -40,3 +41,23 @@ def test_every_alert_has_a_test_that_fires_it():
              for case in test["alert_rule_test"]]
     fired = {case["alertname"] for case in cases if case["exp_alerts"]}
     assert fired == alerts, f"alerts without a test that fires them: {sorted(alerts - fired)}"
+
+
+# ----- ex12's grader reads the learner's rules as Prometheus would, and says what is wrong -------------------
+TWO_DOCUMENTS = "groups:\n  - name: a\n    rules:\n      - alert: A\n        expr: up == 0\n---\ngroups: []\n"
+
+
+@pytest.mark.parametrize("text, hint", [
+    ("# nothing but a comment\n", "holds 0 YAML documents"),
+    (TWO_DOCUMENTS, "holds 2 YAML documents"),
+    ("groups:\n  - name: a\n    rules:\n      - record: r\n        expr: up\n", "no alerting rule"),
+    ("groups:\n  - name: a\n    rules:\n      - alert: A\n        expr: up ==\n", "promtool check rules refuses"),
+    ("", "return your alert rules as a string"),
+])
+def test_ex12_reads_rules_as_prometheus_would(text, hint, tmp_path):
+    from course_utils.checks.ex12_deploy_to_an_slo import _read_rules
+    from course_utils.machinery.grading import Fail
+
+    promtool()
+    with pytest.raises(Fail, match=hint):
+        _read_rules(text, tmp_path / "rules.yml")
