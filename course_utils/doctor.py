@@ -131,9 +131,10 @@ def _check_model_analyzer() -> Finding:
 
 
 def _check_kserve_sdk() -> Finding:
-    python = REPO_ROOT / ".venv-kserve" / "bin" / "python"
-    output = _run([str(python), "-c", "import kserve; print('kserve SDK')"]) if python.exists() else None
-    return Finding("KServe SDK (.venv-kserve)", output is not None, "installed" if output else "not installed",
+    venv = REPO_ROOT / ".venv-kserve"
+    version = "import importlib.metadata, kserve; print(importlib.metadata.version('kserve'))"
+    output = _run([str(venv / "bin" / "python"), "-c", version]) if (venv / ".installed").exists() else None
+    return Finding("KServe SDK (.venv-kserve)", output is not None, output.strip() if output else "not installed",
                    "optional: `make kserve` installs it; `make test` then checks kserve/*.yaml against its "
                    "InferenceService schema (lesson 10, ex12)", OPTIONAL)
 
