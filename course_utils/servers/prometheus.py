@@ -111,20 +111,21 @@ class Prometheus(LoggedProcessServer):
 
     # ----- queries --------------------------------------------------------------------
     def query(self, promql: str, at: float | None = None) -> list[dict[str, Any]]:
-        """The result of an instant PromQL query: a list of {"metric": labels, "value": [time, "value"]}.
+        """The result of an instant PromQL query: a list of {"metric": labels, "value": [time, "value"]}, sorted
+        by labels (Prometheus answers series in no fixed order; a printed result should read the same each run).
 
         Raises ValueError with Prometheus' own message for a query it cannot parse or run.
         """
-        return self._api("query", {"query": promql, **({"time": at} if at is not None else {})})
+        return _by_labels(self._api("query", {"query": promql, **({"time": at} if at is not None else {})}))
 
     def query_range(self, promql: str, start: float, end: float, step_s: float) -> list[dict[str, Any]]:
-        """The result of a range query: a list of {"metric": labels, "values": [[time, "value"], ...]}."""
-        return self._api("query_range", {"query": promql, "start": start, "end": end, "step": step_s})
+        """The result of a range query: a list of {"metric": labels, "values": [[time, "value"], ...]}, sorted by labels."""
+        return _by_labels(self._api("query_range", {"query": promql, "start": start, "end": end, "step": step_s}))
 
     def target_health(self) -> dict[str, str]:
         """Each scrape job's health as Prometheus sees it: "up", "down" or "unknown" (not scraped yet)."""
         answer = requests.get(f"{self.url}/api/v1/targets", timeout=10).json()
-        return {target["labels"]["job"]: target["health"] for target in answer["data"]["activeTargets"]}
+        return dict(sorted((target["labels"]["job"], target["health"]) for target in answer["data"]["activeTargets"]))
 
     def range_frame(self, promql: str, start: float, end: float, step_s: float = 1.0,
                     label: str = "job") -> pd.DataFrame:
@@ -204,3 +205,16 @@ class Prometheus(LoggedProcessServer):
         """SIGTERM (Prometheus writes its database and exits); return the call that waits for it."""
         process, self.process = self.process, None
         return (lambda: None) if process is None else ask_to_stop(process, grace_s=15)
+
+
+def _by_labels(result: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A query result's series sorted by their labels, `instance` (host:port, a new port each run) last.
+    Internal helper: no lesson calls it.
+    """
+    if not isinstance(result, list) or not all(isinstance(series, dict) for series in result):
+        return result     # a scalar or string result is [time, "value"], not a list of series
+
+    def labels(series: dict[str, Any]) -> tuple:
+        metric = series.get("metric", {})
+        return tuple(sorted((k, v) for k, v in metric.items() if k != "instance")), metric.get("instance", "")
+    return sorted(result, key=labels)
