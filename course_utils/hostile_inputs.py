@@ -136,7 +136,7 @@ def worker_pids(server: Any, model: str) -> list[int]:
 
 
 def error_message(response: requests.Response) -> str:
-    """The "message" of a server's JSON error answer (TorchServe's), else the body as text.
+    """The message of a server's JSON error answer (TorchServe's "message", Triton's "error"), else the body as text.
 
     Internal helper: no lesson calls it.
     """
@@ -144,7 +144,7 @@ def error_message(response: requests.Response) -> str:
         body = response.json()
     except ValueError:
         return response.text
-    return str(body.get("message", response.text)) if isinstance(body, dict) else response.text
+    return str(body.get("message", body.get("error", response.text))) if isinstance(body, dict) else response.text
 
 
 def probe(server: Any, model: str, hostile: dict[str, dict[str, Any]], good: dict[str, Any]) -> list[dict]:

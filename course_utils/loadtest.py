@@ -47,13 +47,14 @@ class LoadResult:
 
 
 def run_load(send: Callable[[requests.Session], requests.Response], requests_total: int, concurrency: int,
-             label: str = "", warmup: int = 5, progress: bool = True, timeout_s: float = 120.0) -> LoadResult:
+             label: str = "", warmup: int = 5, progress: bool = True, timeout_s: float = 120.0,
+             stop: threading.Event | None = None) -> LoadResult:
     """Send `requests_total` requests from `concurrency` clients; return latencies and errors.
 
     `send(session)` performs one request with the given session (one session per
     client, so connections are reused) and returns the response. A request that
     fails (an error status, a refused connection, a timeout) is counted by kind and
-    the load goes on. The loop is bounded by count and by `timeout_s`.
+    the load goes on. The loop is bounded by count, by `timeout_s` and by `stop`, once it is set.
 
     Introduced in 03a_archiving_and_configuration.
     """
@@ -70,7 +71,7 @@ def run_load(send: Callable[[requests.Session], requests.Response], requests_tot
             for _ in range(warmup):
                 with contextlib.suppress(requests.RequestException):
                     send(session)
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
                 with lock:
                     if remaining[0] == 0:
                         return
@@ -98,11 +99,12 @@ def run_load(send: Callable[[requests.Session], requests.Response], requests_tot
 
 
 def run_load_for(send: Callable[[requests.Session], requests.Response], seconds: float, concurrency: int,
-                 label: str = "") -> LoadResult:
-    """run_load() by the clock: `concurrency` clients send for `seconds`, with no warm-up and no progress bar.
+                 label: str = "", stop: threading.Event | None = None) -> LoadResult:
+    """run_load() by the clock: `concurrency` clients send for `seconds` (or until `stop` is set), with no
+    warm-up and no progress bar.
 
     For a load that runs beside something else (a fault, a scrape), where a fixed count would end at an
     unknown time. Introduced in 22_watching_servers.
     """
     return run_load(send, requests_total=sys.maxsize, concurrency=concurrency, label=label, warmup=0, progress=False,
-                    timeout_s=seconds)
+                    timeout_s=seconds, stop=stop)

@@ -163,15 +163,6 @@ class _Deployment:
         except (ValueError, KeyError, IndexError, TypeError, StopIteration):
             return None
 
-    def message(self, response: requests.Response) -> str:
-        """The error message of an answer: TorchServe's "message", Triton's "error", else the body as text."""
-        try:
-            body = response.json()
-        except ValueError:
-            return response.text
-        return str(body.get("error", "")) if self.kind == "triton" and isinstance(body, dict) \
-            else error_message(response)
-
     def remove_model(self) -> None:
         """The fault: the model goes away, as a bad rollout would remove it."""
         if self.kind == "torchserve":
@@ -297,7 +288,7 @@ def grade(deploy: Callable[[Path], str], alert_rules: Callable[[], str], work: P
             for index, body in enumerate(deployment.bodies):
                 response = deployment.post(session, body)
                 expect(response.status_code == 200, f"a held-out digit got HTTP {response.status_code}: "
-                       f"{deployment.message(response)[:200]}")
+                       f"{error_message(response)[:200]}")
                 got, want = deployment.answer(response), int(deployment.named[index])
                 expect(got == want, f"digit {index} was answered {got}, the model in-process says {want}: "
                        + ("the answer must be the handler's JSON {\"predictions\": [{\"class_id\": ...}, ...]}, best "
@@ -311,7 +302,7 @@ def grade(deploy: Callable[[Path], str], alert_rules: Callable[[], str], work: P
             for name, body in deployment.hostile.items():
                 try:
                     response = deployment.post(session, body, timeout_s=10)
-                    answers[name] = (response.status_code, deployment.message(response))
+                    answers[name] = (response.status_code, error_message(response))
                 except requests.RequestException as error:
                     answers[name] = (type(error).__name__, "no answer (did the server or a worker crash?)")
         return answers
@@ -403,18 +394,11 @@ def grade(deploy: Callable[[Path], str], alert_rules: Callable[[], str], work: P
         deployment, prometheus = found["deployment"], found["prometheus"]
         quiet_before = {_key(a) for a in found["firing"] + found["at_end"]}   # an always-on alert does not count
         stop = threading.Event()
-
-        def keep_sending() -> None:
-            with requests.Session() as session:
-                while not stop.is_set():
-                    try:   # a short timeout, as a user's client has: TorchServe never answers a request that
-                        deployment.send_next(session, timeout_s=2)   # was queued when its model was removed
-                    except requests.RequestException:
-                        time.sleep(0.05)
-
-        senders = [threading.Thread(target=keep_sending) for _ in range(2)]
-        for sender in senders:
-            sender.start()
+        # two clients with a short timeout, as a user's client has: TorchServe never answers a request that was
+        # queued when its model was removed
+        senders = threading.Thread(target=run_load_for, args=(lambda session: deployment.send_next(session, 2),
+                                                               FIRE_WITHIN_S + 5, 2), kwargs={"stop": stop})
+        senders.start()
         try:
             time.sleep(1)
             deployment.remove_model()
@@ -426,8 +410,7 @@ def grade(deploy: Callable[[Path], str], alert_rules: Callable[[], str], work: P
             after = time.monotonic() - removed
         finally:
             stop.set()
-            for sender in senders:
-                sender.join()
+            senders.join()
         if fired:
             report.update(fired=sorted({a["name"] for a in fired}), fired_after_s=round(after, 1))
             return
