@@ -1,5 +1,5 @@
 """Shared fixtures; a guard: no TorchServe or Triton process (and no Triton shared-memory
-region) may outlive the test run; and which tests never share the machine (TIMED_TOGETHER)."""
+region) may outlive the test run; and which tests never run side by side with each other (TIMED_TOGETHER)."""
 
 from __future__ import annotations
 
@@ -136,21 +136,22 @@ def pytest_configure(config: pytest.Config) -> None:
 
 # ----- how `make test` shares its two workers -------------------------------------------------------------
 # One file per worker at a time, as `--dist loadfile` does, except that the tests which hold a server to a fixed
-# latency bound, and the lessons that load both cores for a minute, run one after another, never side by side:
-# on 2 cores, ex12's TorchServe reference measured p99 30-70 ms (bound 100 ms) alone and missed the bound while
-# lesson 22's load ran on the other worker. A learner grades alone; the suite must not judge a deployment
-# under a load no learner has. (Running one of these files by itself needs none of this.)
+# latency bound, and the lessons that load both cores for a minute, form one unit of work: they run one after
+# another, never side by side with each other (the other worker goes on with the rest). On 2 cores, ex12's
+# TorchServe reference measured p99 30-70 ms (bound 100 ms) and missed the bound while lesson 22's load ran on
+# the other worker. The scheduler applies when tests/ is among the paths pytest starts from (`make test`); one
+# file run by itself needs none of it. tests/test_scheduling.py checks that every file named here exists.
 TIMED_TOGETHER = frozenset({
-    "tests/test_grader_fixtures.py::test_ex12",     # ex12's SLO: its TorchServe reference and wrong answers
-    "solutions/ex12_deploy_to_an_slo.ipynb",        # ex12's SLO: its Triton reference
-    "notebooks/21_tuning_to_an_slo.ipynb",          # perf_analyzer sweeps
-    "notebooks/22_watching_servers.ipynb",          # a minute of load on two servers
+    "tests/test_grader_fixtures.py",              # ex12's SLO (its TorchServe reference), ex10's and ex11's load
+    "solutions/ex12_deploy_to_an_slo.ipynb",      # ex12's SLO: its Triton reference
+    "notebooks/21_tuning_to_an_slo.ipynb",        # perf_analyzer sweeps
+    "notebooks/22_watching_servers.ipynb",        # a minute of load on two servers
 })
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
-    """`--dist loadfile`, with every test of TIMED_TOGETHER in one unit of work."""
+    """`--dist loadfile`, with the files of TIMED_TOGETHER in one unit of work."""
     if config.getoption("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
@@ -158,6 +159,6 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
     class LoadFileTimedTogether(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
             file = super()._split_scope(nodeid)
-            return "timed-together" if file in TIMED_TOGETHER or nodeid in TIMED_TOGETHER else file
+            return "timed-together" if file in TIMED_TOGETHER else file
 
     return LoadFileTimedTogether(config, log)

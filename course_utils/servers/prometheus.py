@@ -119,7 +119,8 @@ class Prometheus(LoggedProcessServer):
         return _by_labels(self._api("query", {"query": promql, **({"time": at} if at is not None else {})}))
 
     def query_range(self, promql: str, start: float, end: float, step_s: float) -> list[dict[str, Any]]:
-        """The result of a range query: a list of {"metric": labels, "values": [[time, "value"], ...]}, sorted by labels."""
+        """The result of a range query: a list of {"metric": labels, "values": [[time, "value"], ...]}, sorted
+        by labels."""
         return _by_labels(self._api("query_range", {"query": promql, "start": start, "end": end, "step": step_s}))
 
     def target_health(self) -> dict[str, str]:
