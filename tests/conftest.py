@@ -140,9 +140,9 @@ def pytest_configure(config: pytest.Config) -> None:
 # another, never side by side with each other (the other worker goes on with the rest). On 2 cores, ex12's
 # TorchServe reference measured p99 30-70 ms (bound 100 ms) and missed the bound while lesson 22's load ran on
 # the other worker. The scheduler applies when tests/ is among the paths pytest starts from (`make test`); one
-# file run by itself needs none of it. tests/test_scheduling.py checks that every file named here exists.
+# file run by itself needs none of it. tests/test_scheduling.py checks that every name here exists.
 TIMED_TOGETHER = frozenset({
-    "tests/test_grader_fixtures.py",              # ex12's SLO (its TorchServe reference), ex10's and ex11's load
+    "tests/test_grader_fixtures.py::test_ex12",   # ex12's SLO: its TorchServe reference and wrong answers
     "solutions/ex12_deploy_to_an_slo.ipynb",      # ex12's SLO: its Triton reference
     "notebooks/21_tuning_to_an_slo.ipynb",        # perf_analyzer sweeps
     "notebooks/22_watching_servers.ipynb",        # a minute of load on two servers
@@ -151,7 +151,7 @@ TIMED_TOGETHER = frozenset({
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
-    """`--dist loadfile`, with the files of TIMED_TOGETHER in one unit of work."""
+    """`--dist loadfile`, with the files and tests of TIMED_TOGETHER in one unit of work."""
     if config.getoption("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
@@ -159,6 +159,6 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
     class LoadFileTimedTogether(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
             file = super()._split_scope(nodeid)
-            return "timed-together" if file in TIMED_TOGETHER else file
+            return "timed-together" if file in TIMED_TOGETHER or nodeid in TIMED_TOGETHER else file
 
     return LoadFileTimedTogether(config, log)
