@@ -396,9 +396,9 @@ def grade(deploy: Callable[[Path], str], alert_rules: Callable[[], str], work: P
         stop = threading.Event()
         # two clients with a short timeout, as a user's client has: TorchServe never answers a request that was
         # queued when its model was removed
-        senders = threading.Thread(target=run_load_for, args=(lambda session: deployment.send_next(session, 2),
-                                                               FIRE_WITHIN_S + 60, 2), kwargs={"stop": stop})
-        senders.start()
+        sender = threading.Thread(target=run_load_for, args=(lambda session: deployment.send_next(session, 2),
+                                                              FIRE_WITHIN_S + 60, 2), kwargs={"stop": stop})
+        sender.start()
         try:
             time.sleep(1)
             deployment.remove_model()
@@ -410,7 +410,7 @@ def grade(deploy: Callable[[Path], str], alert_rules: Callable[[], str], work: P
             after = time.monotonic() - removed
         finally:
             stop.set()
-            senders.join()
+            sender.join()
         if fired:
             report.update(fired=sorted({a["name"] for a in fired}), fired_after_s=round(after, 1))
             return
