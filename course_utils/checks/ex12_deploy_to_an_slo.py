@@ -397,7 +397,7 @@ def grade(deploy: Callable[[Path], str], alert_rules: Callable[[], str], work: P
         # two clients with a short timeout, as a user's client has: TorchServe never answers a request that was
         # queued when its model was removed
         sender = threading.Thread(target=run_load_for, args=(lambda session: deployment.send_next(session, 2),
-                                                              FIRE_WITHIN_S + 60, 2), kwargs={"stop": stop})
+                                                             FIRE_WITHIN_S + 60, 2), kwargs={"stop": stop})
         sender.start()
         try:
             time.sleep(1)
